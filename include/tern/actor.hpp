@@ -1,0 +1,311 @@
+// Actor: isolated state, handlers registered per message type, O(1) dispatch by id.
+//
+//   struct Ping { static constexpr tern::MessageId message_id = 100; int count = 0; };
+//   struct Pong { static constexpr tern::MessageId message_id = 101; int count = 0; };
+//
+//   class PongActor : public tern::Actor {
+//    public:
+//     PongActor() { handle<&PongActor::on_ping>(); }
+//     void on_ping(const Ping& m) { reply(Pong{m.count}); }
+//   };
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <tern/actor_ref.hpp>
+#include <tern/config.hpp>
+#include <tern/mailbox.hpp>
+#include <tern/message.hpp>
+
+namespace tern {
+
+class Manager;
+class Group;
+class Histogram;
+
+/// Counters of one actor. Taken from any thread; each value is a relaxed snapshot.
+struct ActorStats {
+  std::string_view name;
+  std::uint64_t handled = 0;         ///< messages handled (fast_send included)
+  std::uint64_t depth = 0;           ///< messages waiting now
+  std::uint64_t max_depth = 0;       ///< most messages seen waiting at once (see docs)
+  std::uint32_t capacity = 0;        ///< normal-lane capacity
+  std::uint64_t refused_full = 0;    ///< try_send that found the mailbox full
+  std::uint64_t refused_closed = 0;  ///< sends refused because the actor was closing
+  std::uint64_t unhandled = 0;       ///< messages that reached on_unhandled
+  std::uint64_t reply_failures = 0;  ///< reply() with no sender, or refused by the sender
+  std::uint64_t fast_sends = 0;      ///< handlers run through fast_send
+  std::uint64_t handler_exceptions = 0;  ///< handlers that threw (logged, message dropped)
+};
+
+namespace detail {
+
+/// Per-thread runtime state. constinit: no TLS wrapper call on access.
+struct ThreadCtx {
+  Actor* current = nullptr;                ///< actor whose handler runs on this thread
+  std::atomic<Actor*> waiting_for{nullptr}; ///< fast_send: the actor whose lock we wait for
+};
+extern thread_local constinit ThreadCtx tl_ctx;
+
+struct Runtime;  // lib/runtime.cpp: the loops that drain mailboxes
+std::uint64_t now_ns() noexcept;
+
+}  // namespace detail
+
+class Actor {
+ public:
+  Actor();
+  virtual ~Actor();
+  Actor(const Actor&) = delete;
+  Actor& operator=(const Actor&) = delete;
+
+  /// Name given to Manager::manage / Group::add. Any thread.
+  std::string_view name() const noexcept { return name_; }
+  /// A ref to this actor. Any thread.
+  ActorRef self() const noexcept { return ActorRef(const_cast<Actor*>(this)); }
+  /// Counters. Any thread.
+  ActorStats stats() const noexcept;
+  /// Queue-wait (send to handler start) and handler-time histograms, in ns, or nullptr when
+  /// instrumentation is off (Manager::instrument). Read them with Histogram::snapshot().
+  const Histogram* queue_wait_histogram() const noexcept;
+  const Histogram* handler_time_histogram() const noexcept;
+
+  /// Runtime use: this actor's mailbox.
+  detail::Mailbox& mailbox() noexcept { return mailbox_; }
+
+ protected:
+  /// Registers member function `void C::f(const T&)` as the handler of message type T.
+  /// Constructor (set-up) only. Two handlers for one message id throw std::logic_error
+  /// naming both types.
+  template <auto Fn>
+  void handle();
+
+  /// Sender of the message being handled (empty when it came from a non-actor thread).
+  ActorRef sender() const noexcept { return ActorRef(cur_.sender, cur_.sender_remote); }
+  /// Answers the current message's sender: into its mailbox, or into the FastReply when this
+  /// handler runs from fast_send. Blocks like send() if the sender's mailbox is full.
+  template <class T>
+  SendResult reply(T&& msg) noexcept;
+  /// Asks the Manager to return from run(). Any handler.
+  void terminate() noexcept;
+  /// Called for a message type with no handler. Default: counts it (stats().unhandled).
+  virtual void on_unhandled(const MessageInfo& info, const void* msg);
+
+  /// The Manager running this actor (nullptr before manage()).
+  Manager* manager() const noexcept { return manager_; }
+
+  /// Gateway hook: a message addressed to remote peer `peer` behind this actor.
+  virtual void forward_remote(const MessageInfo& info, const void* msg, std::uint32_t peer,
+                              ActorRef from);
+  /// Gateway hook: the name of remote peer `peer` behind this actor.
+  virtual std::string_view remote_name(std::uint32_t peer) const noexcept;
+
+ private:
+  friend class ActorRef;
+  friend class Manager;
+  friend class Group;
+  friend struct detail::Runtime;
+
+  using Thunk = void (*)(Actor&, const void*);
+  struct Entry {
+    MessageId id;
+    Thunk fn;
+  };
+  struct Current {
+    Actor* sender = nullptr;
+    std::uint32_t sender_remote = 0;
+    FastReply* reply_sink = nullptr;
+  };
+
+  void add_handler(MessageId id, std::string_view type, Thunk fn);
+  void rebuild_table();
+  std::uint32_t slot_of(MessageId id) const noexcept {
+    return (id ^ (id >> shift_)) & mask_;
+  }
+  /// Runs the handler of one message (caller holds the exclusion lock).
+  void dispatch(const MessageInfo& info, const void* msg) {
+    const Entry& e = table_[slot_of(info.id)];
+    if (e.id == info.id) [[likely]]
+      e.fn(*this, msg);
+    else
+      unhandled(info, msg);
+  }
+  void unhandled(const MessageInfo& info, const void* msg);
+
+  // exclusion lock: held by the thread running a handler of this actor
+  bool try_lock(detail::ThreadCtx* me) noexcept {
+    detail::ThreadCtx* expected = nullptr;
+    return owner_.compare_exchange_strong(expected, me, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+  void unlock() noexcept { owner_.store(nullptr, std::memory_order_release); }
+  FastStatus lock_for_fast_send(detail::ThreadCtx* me) noexcept;
+
+  detail::Mailbox mailbox_;
+
+  // Consumer-side hot state: one line, written by whoever holds the lock.
+  alignas(kCacheLine) std::atomic<detail::ThreadCtx*> owner_{nullptr};
+  Current cur_;
+  const Entry* table_ = nullptr;
+  std::uint32_t mask_ = 0;
+  std::uint32_t shift_ = 31;
+  std::atomic<std::uint64_t> handled_{0};
+  std::uint64_t max_depth_ = 0;
+
+  // Read-mostly: the stop protocol (Manager::end) and instrumentation switch.
+  alignas(kCacheLine) std::atomic<std::uint32_t> phase_{0};  ///< 0 run, 1 closing, 2 drain+stop
+  std::atomic<std::uint32_t> ack_{0};
+  Histogram* queue_hist_ = nullptr;  ///< non-null: instrumentation on
+  Histogram* handler_hist_ = nullptr;
+
+  // Cold: counters that move only on failures, and set-up data.
+  alignas(kCacheLine) std::atomic<std::uint64_t> refused_full_{0};
+  std::atomic<std::uint64_t> refused_closed_{0};
+  std::atomic<std::uint64_t> unhandled_{0};
+  std::atomic<std::uint64_t> reply_failures_{0};
+  std::atomic<std::uint64_t> fast_sends_{0};
+  std::atomic<std::uint64_t> handler_exceptions_{0};
+  std::vector<Entry> entries_;
+  std::vector<Entry> table_storage_;
+  std::vector<std::pair<MessageId, std::string>> registered_;
+  std::string name_;
+  Manager* manager_ = nullptr;
+  Group* group_ = nullptr;
+};
+
+// ---- templates --------------------------------------------------------------------------
+
+namespace detail {
+template <class F>
+struct HandlerTraits;
+template <class C, class M>
+struct HandlerTraits<void (C::*)(const M&)> {
+  using Class = C;
+  using Msg = M;
+};
+template <class C, class M>
+struct HandlerTraits<void (C::*)(const M&) noexcept> {
+  using Class = C;
+  using Msg = M;
+};
+
+inline SendResult to_send_result(PushStatus st) noexcept {
+  return st == PushStatus::ok     ? SendResult::ok
+         : st == PushStatus::full ? SendResult::full
+                                  : SendResult::closed;
+}
+void count_refused(Actor& a, PushStatus st) noexcept;
+void backoff(std::uint32_t& round) noexcept;
+}  // namespace detail
+
+template <auto Fn>
+void Actor::handle() {
+  using Traits = detail::HandlerTraits<decltype(Fn)>;
+  using C = typename Traits::Class;
+  using M = typename Traits::Msg;
+  static_assert(std::is_base_of_v<Actor, C>, "handle<&C::f>: C must derive from tern::Actor");
+  static_assert(MessageType<M>, "handler parameter must be a tern message type");
+  add_handler(M::message_id, type_name<M>(), [](Actor& self, const void* msg) {
+    (static_cast<C&>(self).*Fn)(*static_cast<const M*>(msg));
+  });
+}
+
+inline ActorRef ActorRef::current() noexcept { return ActorRef(detail::tl_ctx.current); }
+
+template <class T>
+SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const noexcept {
+  using U = std::remove_cvref_t<T>;
+  static_assert(check_message<U>());
+  if (!actor_) [[unlikely]]
+    return SendResult::no_target;
+  Actor& a = *actor_;
+  const std::uint32_t remote = remote_;
+  const bool stamp = a.mailbox_.stamps();
+  const detail::PushStatus st = a.mailbox_.push(
+      [&](detail::Slot& s) noexcept {
+        ::new (s.payload) U(std::forward<T>(msg));
+        s.info = &message_info_v<U>;
+        s.sender = from.actor_;
+        s.sender_remote = from.remote_;
+        s.target_remote = remote;
+        s.enqueue_ns = stamp ? detail::now_ns() : 0;
+      },
+      priority);
+  if (st != detail::PushStatus::ok) [[unlikely]]
+    detail::count_refused(a, st);
+  return detail::to_send_result(st);
+}
+
+template <class T>
+SendResult ActorRef::try_send(T&& msg, ActorRef from) const noexcept {
+  return push(std::forward<T>(msg), from, false);
+}
+template <class T>
+SendResult ActorRef::try_send_priority(T&& msg, ActorRef from) const noexcept {
+  return push(std::forward<T>(msg), from, true);
+}
+
+template <class T>
+SendResult ActorRef::send(T&& msg, ActorRef from) const noexcept {
+  std::uint32_t round = 0;
+  for (;;) {
+    // `msg` is moved into a slot only when one was claimed, so retrying with it is safe.
+    const SendResult r = push(std::forward<T>(msg), from, false);
+    if (r != SendResult::full) return r;
+    detail::backoff(round);
+  }
+}
+template <class T>
+SendResult ActorRef::send_priority(T&& msg, ActorRef from) const noexcept {
+  std::uint32_t round = 0;
+  for (;;) {
+    const SendResult r = push(std::forward<T>(msg), from, true);
+    if (r != SendResult::full) return r;
+    detail::backoff(round);
+  }
+}
+
+template <class T>
+FastReply ActorRef::fast_send(T&& msg, ActorRef from) const noexcept {
+  using U = std::remove_cvref_t<T>;
+  static_assert(check_message<U>());
+  if (!actor_) return FastReply(FastStatus::no_target);
+  if (remote_) return FastReply(FastStatus::remote);
+  Actor& a = *actor_;
+  detail::ThreadCtx* me = &detail::tl_ctx;
+  if (const FastStatus st = a.lock_for_fast_send(me); st != FastStatus::ok)
+    return FastReply(st);
+  FastReply r;
+  const Actor::Current saved = a.cur_;
+  Actor* const saved_current = me->current;
+  a.cur_ = Actor::Current{from.actor_, from.remote_, &r};
+  me->current = &a;
+  const U& m = msg;
+  a.dispatch(message_info_v<U>, &m);
+  me->current = saved_current;
+  a.cur_ = saved;
+  a.handled_.store(a.handled_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  a.fast_sends_.fetch_add(1, std::memory_order_relaxed);
+  a.unlock();
+  return r;
+}
+
+template <class T>
+SendResult Actor::reply(T&& msg) noexcept {
+  if (cur_.reply_sink) {
+    cur_.reply_sink->set(std::forward<T>(msg));
+    return SendResult::ok;
+  }
+  const SendResult r = ActorRef(cur_.sender, cur_.sender_remote).send(std::forward<T>(msg), self());
+  if (r != SendResult::ok) [[unlikely]]
+    reply_failures_.fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
+
+}  // namespace tern

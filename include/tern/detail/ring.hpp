@@ -1,0 +1,184 @@
+// The bounded ring behind a mailbox lane. A message is constructed in its slot, so a send is
+// one slot write plus one publish: no allocation, no lock, no syscall.
+//
+// Publication is per slot (Vyukov): the producer writes the payload and then the slot's
+// `seq`; the consumer polls only the slot it will read next. So on the critical path of a
+// message one cache line moves, producer -> consumer, exactly as in a bare cache-line
+// ping-pong. The consumer never writes a slot: it frees space by publishing `head` on its
+// own line, which producers read only when their cached copy says the ring is full.
+//
+// Cache lines (each alignas(kCacheLine) block starts its own line):
+//   [producers: tail (bit 63 = closed), head_cache, owner]  written per send
+//   [consumer:  head, head_pub]                               written per receive
+//   [read-mostly: mask, slots]
+//   [slots: 2 lines each, header + payload in the first line for messages <= 16 bytes]
+//
+// Two claim disciplines share the layout: push_spsc (one producer thread, plain store of
+// tail) and push_mpsc (any thread, CAS on tail).
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include <tern/config.hpp>
+#include <tern/message.hpp>
+
+namespace tern {
+class Actor;
+}
+
+namespace tern::detail {
+
+/// One message in a ring: header plus in-place payload.
+struct alignas(kCacheLine) Slot {
+  std::atomic<std::uint64_t> seq;  ///< == position + 1 once the message at `position` is published
+  const MessageInfo* info;         ///< type of the payload
+  Actor* sender;                   ///< who sent it (nullptr: not an actor)
+  std::uint32_t sender_remote;     ///< nonzero: sender is remote peer N behind `sender` (a gateway)
+  std::uint32_t target_remote;     ///< nonzero: deliver to remote peer N (gateway outbound)
+  std::uint64_t enqueue_ns;        ///< send time when instrumentation is on, else 0
+  std::uint64_t reserved;
+  // why alignas(16): messages may hold 16-byte aligned members (long double, SSE types).
+  alignas(kMaxMessageAlign) unsigned char payload[kMaxMessageBytes];
+};
+static_assert(sizeof(Slot) == kSlotBytes);
+static_assert(offsetof(Slot, payload) == kSlotHeaderBytes);
+
+enum class PushStatus : std::uint8_t { ok, full, closed };
+
+inline std::uint32_t round_capacity(std::uint32_t n) {
+  std::uint32_t c = 2;
+  while (c < n) c <<= 1;
+  return c;
+}
+
+class Ring {
+ public:
+  static constexpr std::uint64_t kClosed = 1ull << 63;
+
+  Ring() = default;
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+  ~Ring() { std::free(slots_); }
+
+  /// Allocates the slots. Set-up only (before any producer or consumer runs).
+  void init(std::uint32_t capacity) {
+    const std::uint32_t n = round_capacity(capacity);
+    void* mem = std::aligned_alloc(kCacheLine, sizeof(Slot) * n);
+    if (!mem) throw std::bad_alloc();
+    std::free(slots_);
+    slots_ = static_cast<Slot*>(mem);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      ::new (&slots_[i]) Slot{};
+      // why: position i is published as seq == i + 1, so 0 can never look published.
+      slots_[i].seq.store(0, std::memory_order_relaxed);
+    }
+    mask_ = n - 1;
+  }
+
+  /// Any number of producer threads. `fill(Slot&)` constructs the message. `sc` publishes
+  /// with seq_cst, needed when the consumer may park (pairs with its seq_cst sleep flag).
+  template <class Fill>
+  PushStatus push_mpsc(Fill&& fill, bool sc) noexcept {
+    std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
+    for (;;) {
+      if (pos & kClosed) return PushStatus::closed;
+      if (pos - p_.head_cache.load(std::memory_order_relaxed) > mask_) {
+        const std::uint64_t h = c_.head.load(std::memory_order_acquire);
+        p_.head_cache.store(h, std::memory_order_relaxed);
+        if (pos - h > mask_) return PushStatus::full;
+      }
+      // acq_rel on success: chains the consumer's release of `head` (seen here perhaps only
+      // through another producer's head_cache) to our slot write, producer to producer.
+      if (p_.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel,
+                                        std::memory_order_relaxed))
+        break;
+    }
+    publish(pos, static_cast<Fill&&>(fill), sc);
+    return PushStatus::ok;
+  }
+
+  /// Exactly one producer thread (the caller enforces that).
+  template <class Fill>
+  PushStatus push_spsc(Fill&& fill, bool sc) noexcept {
+    const std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
+    if (closed_.load(std::memory_order_relaxed)) return PushStatus::closed;
+    if (pos - p_.head_cache.load(std::memory_order_relaxed) > mask_) {
+      const std::uint64_t h = c_.head.load(std::memory_order_acquire);
+      p_.head_cache.store(h, std::memory_order_relaxed);
+      if (pos - h > mask_) return PushStatus::full;
+    }
+    p_.tail.store(pos + 1, std::memory_order_relaxed);  // only depth() readers look at it
+    publish(pos, static_cast<Fill&&>(fill), sc);
+    return PushStatus::ok;
+  }
+
+  /// Consumer thread only: the oldest published message, or nullptr.
+  Slot* front() noexcept {
+    Slot* s = &slots_[c_.head.load(std::memory_order_relaxed) & mask_];
+    return s->seq.load(std::memory_order_acquire) == c_.head.load(std::memory_order_relaxed) + 1
+               ? s
+               : nullptr;
+  }
+  /// Consumer thread only: frees the slot front() returned (its message already destroyed).
+  void pop() noexcept {
+    c_.head.store(c_.head.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+  /// Consumer thread, seq_cst: is nothing published? (the re-check before parking)
+  bool empty_sc() const noexcept {
+    const std::uint64_t h = c_.head.load(std::memory_order_relaxed);
+    return slots_[h & mask_].seq.load(std::memory_order_seq_cst) != h + 1;
+  }
+  /// Closes the ring to new messages. Any thread; idempotent.
+  void close() noexcept {
+    closed_.store(true, std::memory_order_seq_cst);
+    p_.tail.fetch_or(kClosed, std::memory_order_seq_cst);
+  }
+  bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  /// Consumer: every claimed position consumed? (MPSC claims may be in flight until then)
+  bool drained() const noexcept {
+    return (p_.tail.load(std::memory_order_acquire) & ~kClosed) ==
+           c_.head.load(std::memory_order_relaxed);
+  }
+  /// Any thread, approximate: messages accepted and not yet consumed.
+  std::uint64_t depth() const noexcept {
+    const std::uint64_t t = p_.tail.load(std::memory_order_relaxed) & ~kClosed;
+    const std::uint64_t h = c_.head.load(std::memory_order_relaxed);
+    return t > h ? t - h : 0;
+  }
+  std::uint64_t accepted() const noexcept {
+    return p_.tail.load(std::memory_order_relaxed) & ~kClosed;
+  }
+  std::uint32_t capacity() const noexcept { return static_cast<std::uint32_t>(mask_ + 1); }
+
+ private:
+  template <class Fill>
+  void publish(std::uint64_t pos, Fill&& fill, bool sc) noexcept {
+    Slot& s = slots_[pos & mask_];
+    fill(s);
+    if (sc)
+      s.seq.store(pos + 1, std::memory_order_seq_cst);
+    else
+      s.seq.store(pos + 1, std::memory_order_release);
+  }
+
+  struct alignas(kCacheLine) Producers {
+    std::atomic<std::uint64_t> tail{0};
+    std::atomic<std::uint64_t> head_cache{0};  ///< producers' stale view of c_.head
+  };
+  struct alignas(kCacheLine) Consumer {
+    std::atomic<std::uint64_t> head{0};  ///< written only by the consumer
+  };
+  Producers p_;
+  Consumer c_;
+  alignas(kCacheLine) std::uint64_t mask_ = 0;
+  Slot* slots_ = nullptr;
+  std::atomic<bool> closed_{false};
+};
+
+static_assert(sizeof(Ring) == 3 * kCacheLine);
+
+}  // namespace tern::detail

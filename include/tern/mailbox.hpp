@@ -1,0 +1,195 @@
+// The mailbox: an actor's two lanes (normal + high priority) and how its consumer is woken.
+// Producers: any thread (MailboxKind::mpsc) or exactly one thread (MailboxKind::spsc).
+// Consumer: the one thread that runs the actor at a time (its own thread, a Group worker, or
+// a fast_send caller holding the actor's exclusion lock).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include <tern/config.hpp>
+#include <tern/detail/ring.hpp>
+
+namespace tern {
+
+/// Per-actor mailbox settings, fixed before the actor starts.
+struct MailboxConfig {
+  /// Normal-lane capacity in messages, rounded up to a power of two. A full mailbox makes
+  /// try_send return SendResult::full and send() wait (it never drops, never grows).
+  std::uint32_t capacity = Tuning::default_capacity;
+  /// mpsc: any number of producer threads. spsc: exactly one producer thread, checked on
+  /// every send (a second thread aborts with a message naming the actor).
+  MailboxKind kind = MailboxKind::mpsc;
+};
+
+namespace detail {
+
+/// What a producer must do after publishing, decided by who consumes the mailbox.
+enum class Notify : std::uint8_t {
+  none,   ///< consumer busy-polls or yields: nothing
+  futex,  ///< consumer may park: wake it if its sleep flag is up
+  group,  ///< consumer is a Group: make the actor runnable if it is not already
+};
+
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept;
+void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept;
+void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+
+/// Callback a Group installs: makes `actor` runnable. Called at most once per idle->ready edge.
+using ReadyFn = void (*)(void* group, Actor* actor) noexcept;
+
+class Mailbox {
+ public:
+  /// Set-up only.
+  void configure(const MailboxConfig& cfg, Actor* owner, const char* owner_name) {
+    normal_.init(cfg.capacity);
+    priority_.init(Tuning::priority_capacity);
+    ro_.kind = cfg.kind;
+    ro_.owner = owner;
+    ro_.owner_name = owner_name;
+  }
+  /// Set-up only: how producers wake the consumer.
+  void set_notify(Notify n, ReadyFn ready = nullptr, void* group = nullptr) noexcept {
+    ro_.notify = n;
+    ro_.ready = ready;
+    ro_.group = group;
+  }
+
+  /// Any producer thread (one only for spsc). Never blocks, allocates or throws.
+  template <class Fill>
+  PushStatus push(Fill&& fill, bool high_priority) noexcept {
+    const bool sc = ro_.notify != Notify::none;
+    PushStatus st;
+    if (high_priority) [[unlikely]] {
+      st = priority_.push_mpsc(static_cast<Fill&&>(fill), sc);
+    } else if (ro_.kind == MailboxKind::spsc) {
+      check_single_producer();
+      st = normal_.push_spsc(static_cast<Fill&&>(fill), sc);
+    } else {
+      st = normal_.push_mpsc(static_cast<Fill&&>(fill), sc);
+    }
+    if (st == PushStatus::ok && sc) notify();
+    return st;
+  }
+
+  /// Consumer: the next message, high-priority lane first; nullptr when both are empty.
+  Slot* front() noexcept {
+    if (Slot* s = priority_.front()) [[unlikely]] {
+      from_priority_ = true;
+      return s;
+    }
+    from_priority_ = false;
+    return normal_.front();
+  }
+  /// Consumer: frees the slot front() returned.
+  void pop() noexcept {
+    if (from_priority_)
+      priority_.pop();
+    else
+      normal_.pop();
+  }
+  /// Consumer, before parking (seq_cst, pairs with the producers' seq_cst publish).
+  bool empty_sc() const noexcept { return normal_.empty_sc() && priority_.empty_sc(); }
+  /// Consumer: nothing accepted is left unconsumed (valid once closed).
+  bool drained() const noexcept { return normal_.drained() && priority_.drained(); }
+
+  /// Any thread: refuse new messages from now on. Accepted ones stay to be drained.
+  void close() noexcept {
+    normal_.close();
+    priority_.close();
+  }
+  bool closed() const noexcept { return normal_.closed(); }
+
+  // ---- parking (futex wake strategy) -------------------------------------------------
+  /// Consumer: announce sleep, re-check, park. Returns when woken or when work/`cancel`
+  /// appeared. `cancel` is re-checked after the announcement (stop requests).
+  template <class Cancel>
+  void park(Cancel&& cancel) noexcept {
+    sleep_.word.store(1, std::memory_order_seq_cst);
+    if (!empty_sc() || cancel()) {
+      sleep_.word.store(0, std::memory_order_relaxed);
+      return;
+    }
+    futex_wait(sleep_.word, 1);
+    sleep_.word.store(0, std::memory_order_relaxed);
+  }
+  /// Any thread: wake a parked consumer (used for stop requests; producers use notify()).
+  void wake() noexcept {
+    if (sleep_.word.exchange(0, std::memory_order_seq_cst) == 1) futex_wake_one(sleep_.word);
+  }
+
+  // ---- group scheduling ------------------------------------------------------------------
+  /// Group worker, after a turn: clear "scheduled", then re-check. Returns true when the
+  /// caller must reschedule the actor itself (work arrived while it ran).
+  bool finish_turn() noexcept {
+    sleep_.scheduled.store(false, std::memory_order_seq_cst);
+    if (empty_sc()) return false;
+    return !sleep_.scheduled.exchange(true, std::memory_order_seq_cst);
+  }
+  /// Marks scheduled; true if it was not (the caller must then enqueue the actor).
+  bool try_mark_scheduled() noexcept {
+    return !sleep_.scheduled.load(std::memory_order_seq_cst) &&
+           !sleep_.scheduled.exchange(true, std::memory_order_seq_cst);
+  }
+
+  std::uint64_t depth() const noexcept { return normal_.depth() + priority_.depth(); }
+  std::uint64_t accepted() const noexcept { return normal_.accepted() + priority_.accepted(); }
+  std::uint32_t capacity() const noexcept { return normal_.capacity(); }
+  MailboxKind kind() const noexcept { return ro_.kind; }
+  /// Do producers stamp send times (instrumentation on)?
+  bool stamps() const noexcept { return ro_.stamp; }
+  /// Set-up only.
+  void set_stamp(bool on) noexcept { ro_.stamp = on; }
+  /// Consumer: was the last front() from the high-priority lane?
+  bool from_priority() const noexcept { return from_priority_; }
+
+ private:
+  void notify() noexcept {
+    if (ro_.notify == Notify::futex) {
+      // seq_cst load: pairs with the consumer's seq_cst sleep announcement (Dekker).
+      if (sleep_.word.load(std::memory_order_seq_cst) &&
+          sleep_.word.exchange(0, std::memory_order_seq_cst) == 1)
+        futex_wake_one(sleep_.word);
+    } else if (try_mark_scheduled()) {
+      ro_.ready(ro_.group, ro_.owner);
+    }
+  }
+  void check_single_producer() noexcept {
+    static thread_local const char token = 0;
+    const void* me = &token;
+    const void* owner = ro_.spsc_producer.load(std::memory_order_relaxed);
+    if (owner == me) [[likely]] return;
+    if (owner == nullptr && ro_.spsc_producer.compare_exchange_strong(owner, me)) return;
+    std::fprintf(stderr,
+                 "tern: actor '%s' has an spsc mailbox but a second thread sent to it; "
+                 "use MailboxKind::mpsc\n",
+                 ro_.owner_name ? ro_.owner_name : "?");
+    std::abort();
+  }
+
+  // read-mostly: every producer reads it on every send
+  struct alignas(kCacheLine) ReadMostly {
+    MailboxKind kind = MailboxKind::mpsc;
+    Notify notify = Notify::none;
+    Actor* owner = nullptr;
+    const char* owner_name = nullptr;
+    ReadyFn ready = nullptr;
+    void* group = nullptr;
+    bool stamp = false;  ///< instrumentation on: producers stamp the send time
+    std::atomic<const void*> spsc_producer{nullptr};  ///< written once, by the first producer
+  };
+  // written by the consumer only when it parks/finishes a turn; read by producers after a send
+  struct alignas(kCacheLine) Sleep {
+    std::atomic<std::uint32_t> word{0};  ///< futex word: 1 = consumer parked or about to
+    std::atomic<bool> scheduled{false};  ///< group: actor is queued or running
+  };
+  ReadMostly ro_;
+  Ring normal_;
+  Ring priority_;
+  Sleep sleep_;
+  bool from_priority_ = false;  ///< consumer-only
+};
+
+}  // namespace detail
+}  // namespace tern

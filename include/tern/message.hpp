@@ -1,0 +1,105 @@
+// Typed messages with compile-time ids. A message is any trivially-relocatable-enough struct
+// with a `static constexpr tern::MessageId message_id` member:
+//
+//   struct Ping { static constexpr tern::MessageId message_id = 100; int count = 0; };
+//
+// Messages are constructed in the receiver's mailbox slot, so they must fit kMaxMessageBytes.
+#pragma once
+#include <concepts>
+#include <cstdint>
+#include <new>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include <tern/config.hpp>
+
+namespace tern {
+
+using MessageId = std::uint32_t;
+
+/// Ids at or above this are reserved for tern's built-in messages.
+inline constexpr MessageId kFirstReservedId = 0xFFFFFF00u;
+
+template <class T>
+concept MessageType = requires {
+  { T::message_id } -> std::convertible_to<MessageId>;
+} && std::is_nothrow_move_constructible_v<T> && std::is_nothrow_destructible_v<T>;
+
+namespace detail {
+template <class T>
+constexpr std::string_view raw_type_name() {
+  return __PRETTY_FUNCTION__;
+}
+}  // namespace detail
+
+/// The unqualified-as-written C++ name of T (e.g. "app::Ping"), computed at compile time.
+template <class T>
+constexpr std::string_view type_name() {
+  constexpr std::string_view raw = detail::raw_type_name<T>();
+  constexpr std::string_view key = "T = ";
+  constexpr auto start = raw.find(key) + key.size();
+  constexpr auto end = raw.find_first_of(";]", start);
+  return raw.substr(start, end - start);
+}
+
+/// Per-type facts the runtime needs without templates: one constexpr instance per type.
+struct MessageInfo {
+  MessageId id;
+  std::uint32_t size;
+  std::string_view name;
+  void (*destroy)(void* obj) noexcept;
+  /// Move-constructs the object at `src` into raw storage `dst` and destroys `src`.
+  void (*relocate)(void* dst, void* src) noexcept;
+};
+
+namespace detail {
+template <class T>
+void destroy_fn(void* p) noexcept {
+  static_cast<T*>(p)->~T();
+}
+template <class T>
+void relocate_fn(void* dst, void* src) noexcept {
+  ::new (dst) T(std::move(*static_cast<T*>(src)));
+  static_cast<T*>(src)->~T();
+}
+}  // namespace detail
+
+template <MessageType T>
+inline constexpr MessageInfo message_info_v{
+    T::message_id, static_cast<std::uint32_t>(sizeof(T)), type_name<T>(),
+    &detail::destroy_fn<T>, &detail::relocate_fn<T>};
+
+/// Checks a user message type against the slot limits, with readable errors.
+template <class T>
+constexpr bool check_message() {
+  static_assert(MessageType<T>,
+                "a tern message needs `static constexpr tern::MessageId message_id` and a "
+                "noexcept move constructor and destructor");
+  static_assert(sizeof(T) <= kMaxMessageBytes,
+                "message type is larger than kMaxMessageBytes (80): hold bulky data by "
+                "pointer or index, or split the message");
+  static_assert(alignof(T) <= kMaxMessageAlign, "message alignment above 16 is not supported");
+  return true;
+}
+
+// ---- Built-in messages -----------------------------------------------------------------
+
+/// Delivered once, in the actor's own thread, before any other message.
+struct Start {
+  static constexpr MessageId message_id = kFirstReservedId + 1;
+};
+/// Delivered once, last, after the mailbox was closed and drained (Manager::end()).
+struct Shutdown {
+  static constexpr MessageId message_id = kFirstReservedId + 2;
+};
+/// A timer fired (see Actor::start_timer). `id` is the handle start_timer returned;
+/// `due_ns` the CLOCK_MONOTONIC time it was due, `fired_ns` when the timer service sent it.
+struct Timeout {
+  static constexpr MessageId message_id = kFirstReservedId + 3;
+  std::uint64_t id = 0;
+  std::uint64_t due_ns = 0;
+  std::uint64_t fired_ns = 0;
+};
+
+}  // namespace tern

@@ -1,0 +1,10 @@
+// Everything public in tern.
+#pragma once
+#include <tern/actor.hpp>
+#include <tern/actor_ref.hpp>
+#include <tern/config.hpp>
+#include <tern/histogram.hpp>
+#include <tern/mailbox.hpp>
+#include <tern/manager.hpp>
+#include <tern/message.hpp>
+#include <tern/thread_config.hpp>

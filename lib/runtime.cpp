@@ -1,0 +1,345 @@
+// How a message is handled: the drain loop, the exclusion lock, fast_send deadlock
+// detection, the wake strategies of a dedicated thread, and the Actor's cold paths.
+#include "runtime.hpp"
+
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
+#include <string>
+
+#include <tern/histogram.hpp>
+#include <tern/manager.hpp>
+
+namespace tern {
+namespace detail {
+
+thread_local constinit ThreadCtx tl_ctx{};
+
+std::uint64_t now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+void count_refused(Actor& a, PushStatus st) noexcept {
+  Runtime::count_refused(a, st);
+}
+
+void backoff(std::uint32_t& round) noexcept {
+  // Spin first (the consumer is usually about to free a slot), then yield, then sleep with
+  // a growing pause capped at send_max_sleep_us: a blocked producer costs little CPU.
+  ++round;
+  if (round <= Tuning::send_spin) {
+    cpu_relax();
+  } else if (round <= Tuning::send_spin + 64) {
+    sched_yield();
+  } else {
+    const std::uint32_t us =
+        std::min<std::uint32_t>(Tuning::send_max_sleep_us, round - Tuning::send_spin - 64);
+    timespec ts{0, static_cast<long>(us) * 1000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
+static void log_handler_exception(Actor& a, const MessageInfo& info, const char* what) {
+  std::fprintf(stderr, "tern: actor '%.*s': handler for %.*s threw: %s (message dropped)\n",
+               static_cast<int>(a.name().size()), a.name().data(),
+               static_cast<int>(info.name.size()), info.name.data(), what);
+}
+
+std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
+  Mailbox& mb = a.mailbox_;
+  std::uint32_t n = 0;
+  for (;;) {
+    try {
+      while (n < limit) {
+        Slot* s = mb.front();
+        if (!s) break;
+        const MessageInfo& info = *s->info;
+        if (s->target_remote) [[unlikely]] {
+          // a gateway: this message leaves the process
+          a.forward_remote(info, s->payload, s->target_remote,
+                           ActorRef(s->sender, s->sender_remote));
+        } else {
+          a.cur_.sender = s->sender;
+          a.cur_.sender_remote = s->sender_remote;
+          if (a.queue_hist_) [[unlikely]] {
+            const std::uint64_t t0 = now_ns();
+            if (s->enqueue_ns && t0 >= s->enqueue_ns) a.queue_hist_->record(t0 - s->enqueue_ns);
+            a.dispatch(info, s->payload);
+            a.handler_hist_->record(now_ns() - t0);
+          } else {
+            a.dispatch(info, s->payload);
+          }
+        }
+        info.destroy(s->payload);
+        mb.pop();
+        ++n;
+      }
+      break;
+    } catch (const std::exception& e) {
+      Slot* s = mb.front();
+      log_handler_exception(a, *s->info, e.what());
+      s->info->destroy(s->payload);
+      mb.pop();
+      ++n;
+      a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+    } catch (...) {
+      Slot* s = mb.front();
+      log_handler_exception(a, *s->info, "a non-std exception");
+      s->info->destroy(s->payload);
+      mb.pop();
+      ++n;
+      a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (n) {
+    a.handled_.store(a.handled_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    // max_depth: a short batch ended on an empty mailbox, so it held at most n; a full batch
+    // means a backlog, the only time we pay for reading the producers' line.
+    const std::uint64_t seen = n < limit ? n : n + mb.depth();
+    if (seen > a.max_depth_) a.max_depth_ = seen;
+  }
+  a.cur_ = Actor::Current{};
+  return n;
+}
+
+std::uint32_t Runtime::drain(Actor& a, std::uint32_t limit, ThreadCtx* me) noexcept {
+  if (!a.mailbox_.front()) return 0;
+  while (!a.try_lock(me)) cpu_relax();  // a fast_send is running a handler: wait it out
+  const std::uint32_t n = drain_locked(a, limit);
+  a.unlock();
+  return n;
+}
+
+void Runtime::deliver(Actor& a, const MessageInfo& info, const void* msg, ThreadCtx* me) noexcept {
+  while (!a.try_lock(me)) cpu_relax();
+  try {
+    a.dispatch(info, msg);
+  } catch (const std::exception& e) {
+    log_handler_exception(a, info, e.what());
+    a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+  } catch (...) {
+    log_handler_exception(a, info, "a non-std exception");
+    a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  a.unlock();
+}
+
+void Runtime::ack_phase(Actor& a) noexcept {
+  if (a.ack_.load(std::memory_order_relaxed) == 0) {
+    a.ack_.store(1, std::memory_order_release);
+    futex_wake_all(a.ack_);
+  }
+}
+
+void Runtime::count_refused(Actor& a, PushStatus st) noexcept {
+  (st == PushStatus::full ? a.refused_full_ : a.refused_closed_)
+      .fetch_add(1, std::memory_order_relaxed);
+}
+
+void Runtime::run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
+                       std::atomic<std::uint32_t>* started) noexcept {
+  ThreadCtx* me = &tl_ctx;
+  me->current = &a;
+  const Start start;
+  deliver(a, message_info_v<Start>, &start, me);
+  if (started) {
+    started->store(1, std::memory_order_release);
+    futex_wake_all(*started);
+  }
+  std::uint32_t idle = 0;
+  for (;;) {
+    const std::uint32_t n = drain(a, Tuning::batch, me);
+    const std::uint32_t ph = a.phase_.load(std::memory_order_acquire);
+    if (ph != 0) [[unlikely]] {
+      ack_phase(a);
+      // phase 2: every producer has seen the close; leave once all accepted work is done.
+      if (ph == 2 && n == 0 && a.mailbox_.drained()) break;
+    }
+    if (n) {
+      idle = 0;
+      continue;
+    }
+    switch (wake) {
+      case Wake::spin:
+        cpu_relax();
+        break;
+      case Wake::yield:
+        sched_yield();
+        break;
+      case Wake::futex:
+        if (++idle <= spin_limit) {
+          cpu_relax();
+        } else {
+          a.mailbox_.park([&]() noexcept { return a.phase_.load(std::memory_order_seq_cst) != ph; });
+          idle = 0;
+        }
+        break;
+    }
+  }
+  const Shutdown shutdown;
+  deliver(a, message_info_v<Shutdown>, &shutdown, me);
+  a.phase_.store(3, std::memory_order_release);
+  me->current = nullptr;
+}
+
+}  // namespace detail
+
+// ---- Actor ----------------------------------------------------------------------------
+
+Actor::Actor() { rebuild_table(); }
+Actor::~Actor() = default;
+
+void Actor::add_handler(MessageId id, std::string_view type, Thunk fn) {
+  for (const auto& [rid, rname] : registered_) {
+    if (rid == id) {
+      throw std::logic_error("tern: two handlers for message id " + std::to_string(id) +
+                             " in one actor: " + rname + " and " + std::string(type));
+    }
+  }
+  if (id == 0xFFFFFFFFu) throw std::logic_error("tern: message id 0xFFFFFFFF is reserved");
+  registered_.emplace_back(id, std::string(type));
+  entries_.push_back(Entry{id, fn});
+  rebuild_table();
+}
+
+void Actor::rebuild_table() {
+  // Perfect hash by search: the smallest table, and a shift, such that (id ^ id >> shift)
+  // & mask puts every registered id in its own entry. Dispatch is then one load and one
+  // compare. Empty entries hold the reserved id 0xFFFFFFFF.
+  static constexpr MessageId kEmpty = 0xFFFFFFFFu;
+  std::uint32_t bits = 0;
+  while ((1u << bits) < entries_.size() * 2) ++bits;
+  for (; bits <= 16; ++bits) {
+    const std::uint32_t mask = (1u << bits) - 1;
+    for (std::uint32_t shift : {31u, 8u, 16u, 4u, 12u, 20u, 24u, 2u, 6u, 10u}) {
+      std::vector<Entry> t(mask + 1, Entry{kEmpty, nullptr});
+      bool ok = true;
+      for (const Entry& e : entries_) {
+        const std::uint32_t i = (e.id ^ (e.id >> shift)) & mask;
+        if (t[i].id != kEmpty) {
+          ok = false;
+          break;
+        }
+        t[i] = e;
+      }
+      if (!ok) continue;
+      table_storage_ = std::move(t);
+      table_ = table_storage_.data();
+      mask_ = mask;
+      shift_ = shift;
+      return;
+    }
+  }
+  throw std::logic_error("tern: cannot build a dispatch table for these message ids");
+}
+
+void Actor::unhandled(const MessageInfo& info, const void* msg) {
+  if (info.id >= kFirstReservedId) return;  // built-ins without a handler are fine
+  unhandled_.fetch_add(1, std::memory_order_relaxed);
+  on_unhandled(info, msg);
+}
+
+void Actor::on_unhandled(const MessageInfo&, const void*) {}
+
+void Actor::forward_remote(const MessageInfo& info, const void*, std::uint32_t, ActorRef) {
+  std::fprintf(stderr, "tern: actor '%s' got a remote-bound %.*s but is not a gateway\n",
+               name_.c_str(), static_cast<int>(info.name.size()), info.name.data());
+}
+
+std::string_view Actor::remote_name(std::uint32_t) const noexcept { return {}; }
+
+void Actor::terminate() noexcept {
+  if (manager_) manager_->terminate();
+}
+
+ActorStats Actor::stats() const noexcept {
+  ActorStats s;
+  s.name = name_;
+  s.handled = handled_.load(std::memory_order_relaxed);
+  s.depth = mailbox_.depth();
+  s.max_depth = max_depth_;
+  s.capacity = mailbox_.capacity();
+  s.refused_full = refused_full_.load(std::memory_order_relaxed);
+  s.refused_closed = refused_closed_.load(std::memory_order_relaxed);
+  s.unhandled = unhandled_.load(std::memory_order_relaxed);
+  s.reply_failures = reply_failures_.load(std::memory_order_relaxed);
+  s.fast_sends = fast_sends_.load(std::memory_order_relaxed);
+  s.handler_exceptions = handler_exceptions_.load(std::memory_order_relaxed);
+  return s;
+}
+
+const Histogram* Actor::queue_wait_histogram() const noexcept { return queue_hist_; }
+const Histogram* Actor::handler_time_histogram() const noexcept { return handler_hist_; }
+
+FastStatus Actor::lock_for_fast_send(detail::ThreadCtx* me) noexcept {
+  if (phase_.load(std::memory_order_acquire) == 3) return FastStatus::closed;
+  if (try_lock(me)) return FastStatus::ok;
+  if (owner_.load(std::memory_order_relaxed) == me) return FastStatus::deadlock;  // re-entry
+  // Wait, publishing what we wait for, and walk the waits-for chain: owner of the lock we
+  // want -> the actor that owner waits for -> its owner ... A walk that comes back to us is
+  // a cycle no one can leave. Both ends of a cycle may detect it; both get `deadlock`.
+  me->waiting_for.store(this, std::memory_order_seq_cst);
+  FastStatus result = FastStatus::ok;
+  for (std::uint32_t spin = 1;; ++spin) {
+    if (try_lock(me)) break;
+    if ((spin & 63) == 0) {
+      const Actor* a = this;
+      for (int hop = 0; hop < 64 && a; ++hop) {
+        detail::ThreadCtx* o = a->owner_.load(std::memory_order_seq_cst);
+        if (!o) break;
+        if (o == me) {
+          result = FastStatus::deadlock;
+          break;
+        }
+        a = o->waiting_for.load(std::memory_order_seq_cst);
+      }
+      if (result == FastStatus::deadlock) break;
+      if (phase_.load(std::memory_order_acquire) == 3) {
+        result = FastStatus::closed;
+        break;
+      }
+    }
+    if (spin > 4096) sched_yield();
+    else detail::cpu_relax();
+  }
+  me->waiting_for.store(nullptr, std::memory_order_seq_cst);
+  return result;
+}
+
+// ---- ActorRef / results ------------------------------------------------------------------
+
+std::string_view ActorRef::name() const noexcept {
+  if (!actor_) return {};
+  return remote_ ? actor_->remote_name(remote_) : actor_->name();
+}
+
+std::string_view to_string(SendResult r) noexcept {
+  switch (r) {
+    case SendResult::ok: return "ok";
+    case SendResult::full: return "full";
+    case SendResult::closed: return "closed";
+    case SendResult::no_target: return "no_target";
+  }
+  return "?";
+}
+
+std::string_view to_string(FastStatus s) noexcept {
+  switch (s) {
+    case FastStatus::ok: return "ok";
+    case FastStatus::no_reply: return "no_reply";
+    case FastStatus::deadlock: return "deadlock";
+    case FastStatus::closed: return "closed";
+    case FastStatus::remote: return "remote";
+    case FastStatus::no_target: return "no_target";
+  }
+  return "?";
+}
+
+}  // namespace tern

@@ -1,0 +1,49 @@
+// Private: the loops that drain mailboxes. Dedicated actor threads (Manager) and Group
+// workers both call into here, so "how a message is handled" lives in one place.
+#pragma once
+#include <cstdint>
+
+#include <tern/actor.hpp>
+#include <tern/thread_config.hpp>
+
+namespace tern::detail {
+
+struct Runtime {
+  /// Handles up to `limit` messages; the caller holds `a`'s lock. Returns how many.
+  static std::uint32_t drain_locked(Actor& a, std::uint32_t limit) noexcept;
+  /// Takes the lock (waiting out a fast_send), drains up to `limit`, releases.
+  static std::uint32_t drain(Actor& a, std::uint32_t limit, ThreadCtx* me) noexcept;
+  /// Delivers a built-in message (Start/Shutdown) under the lock.
+  static void deliver(Actor& a, const MessageInfo& info, const void* msg, ThreadCtx* me) noexcept;
+  /// The body of a dedicated actor thread after its ThreadConfig was applied: Start, the
+  /// receive loop with the configured wake strategy, the stop protocol, Shutdown.
+  /// `started` (optional) becomes 1, with a futex wake, once Start was handled.
+  static void run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
+                       std::atomic<std::uint32_t>* started) noexcept;
+  static void count_refused(Actor& a, PushStatus st) noexcept;
+  /// Stop protocol, phase 1 seen? Acknowledge it (once).
+  static void ack_phase(Actor& a) noexcept;
+
+  static std::atomic<std::uint32_t>& phase(Actor& a) noexcept { return a.phase_; }
+  static std::atomic<std::uint32_t>& ack(Actor& a) noexcept { return a.ack_; }
+  static void set_owner(Actor& a, std::string name, Manager* m, Group* g) {
+    a.name_ = std::move(name);
+    a.manager_ = m;
+    a.group_ = g;
+  }
+  static void set_histograms(Actor& a, Histogram* queue, Histogram* handler) noexcept {
+    a.queue_hist_ = queue;
+    a.handler_hist_ = handler;
+    a.mailbox_.set_stamp(queue != nullptr);
+  }
+};
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace tern::detail

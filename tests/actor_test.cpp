@@ -1,0 +1,332 @@
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <tern/manager.hpp>
+
+#include "test_util.hpp"
+
+using namespace tern;
+using tern::test::wait_until;
+
+namespace {
+struct Ping {
+  static constexpr MessageId message_id = 100;
+  int count = 0;
+};
+struct Pong {
+  static constexpr MessageId message_id = 101;
+  int count = 0;
+};
+struct Other {
+  static constexpr MessageId message_id = 4242;
+};
+struct PingClash {  // same id as Ping
+  static constexpr MessageId message_id = 100;
+};
+struct Seq {
+  static constexpr MessageId message_id = 200;
+  std::uint32_t producer = 0;
+  std::uint64_t n = 0;
+};
+
+class Echo : public Actor {
+ public:
+  Echo() {
+    handle<&Echo::on_ping>();
+    handle<&Echo::on_other>();
+  }
+  void on_ping(const Ping& m) {
+    ++pings;
+    (void)reply(Pong{m.count + 1});
+  }
+  void on_other(const Other&) { ++others; }
+  void on_unhandled(const MessageInfo& info, const void*) override { last_unhandled = info.name; }
+  int pings = 0, others = 0;
+  std::string last_unhandled;
+};
+
+class Clash : public Actor {
+ public:
+  Clash() {
+    handle<&Clash::a>();
+    handle<&Clash::b>();
+  }
+  void a(const Ping&) {}
+  void b(const PingClash&) {}
+};
+}  // namespace
+
+TEST_CASE("handlers dispatch by message id and unknown types reach the fallback") {
+  Echo e;
+  FastReply r = e.self().fast_send(Ping{41});
+  CHECK(r.status() == FastStatus::ok);
+  REQUIRE(r.get<Pong>() != nullptr);
+  CHECK(r.get<Pong>()->count == 42);
+  CHECK(r.get<Ping>() == nullptr);
+  CHECK(e.pings == 1);
+
+  FastReply r2 = e.self().fast_send(Other{});
+  CHECK(r2.status() == FastStatus::no_reply);
+  CHECK(e.others == 1);
+
+  FastReply r3 = e.self().fast_send(Seq{});
+  CHECK(r3.status() == FastStatus::no_reply);
+  CHECK(e.last_unhandled.find("Seq") != std::string::npos);
+  CHECK(e.stats().unhandled == 1);
+  CHECK(e.stats().handled == 3);
+}
+
+TEST_CASE("two handlers for one message id is an error naming both types") {
+  std::string what;
+  try {
+    Clash c;
+  } catch (const std::logic_error& e) {
+    what = e.what();
+  }
+  CHECK(what.find("Ping") != std::string::npos);
+  CHECK(what.find("PingClash") != std::string::npos);
+  CHECK(what.find("100") != std::string::npos);
+}
+
+namespace {
+template <MessageId Id>
+struct M {
+  static constexpr MessageId message_id = Id;
+};
+class Many : public Actor {
+ public:
+  Many() {
+    handle<&Many::f<1>>();
+    handle<&Many::f<2>>();
+    handle<&Many::f<3>>();
+    handle<&Many::f<1000>>();
+    handle<&Many::f<65536>>();
+    handle<&Many::f<0x12345678>>();
+    handle<&Many::f<0x22345678>>();
+    handle<&Many::f<17>>();
+  }
+  template <MessageId Id>
+  void f(const M<Id>&) {
+    last = Id;
+  }
+  MessageId last = 0;
+};
+}  // namespace
+
+TEST_CASE("dispatch finds every handler among ids that collide in their low bits") {
+  Many m;
+  auto check = [&](auto msg) {
+    (void)m.self().fast_send(msg);
+    CHECK(m.last == decltype(msg)::message_id);
+  };
+  check(M<1>{});
+  check(M<2>{});
+  check(M<3>{});
+  check(M<1000>{});
+  check(M<65536>{});
+  check(M<0x12345678>{});
+  check(M<0x22345678>{});
+  check(M<17>{});
+  m.last = 0;
+  (void)m.self().fast_send(M<4>{});
+  CHECK(m.last == 0);
+  CHECK(m.stats().unhandled == 1);
+}
+
+namespace {
+// A -> fast_send B -> (inside B's handler) fast_send A: a cycle in one thread.
+struct Go {
+  static constexpr MessageId message_id = 300;
+};
+struct Back {
+  static constexpr MessageId message_id = 301;
+};
+class Cyclic : public Actor {
+ public:
+  Cyclic() {
+    handle<&Cyclic::on_go>();
+    handle<&Cyclic::on_back>();
+  }
+  void on_go(const Go&) {
+    FastReply r = peer.fast_send(Back{});
+    inner = r.status();
+  }
+  void on_back(const Back&) {
+    FastReply r = peer.fast_send(Go{});
+    inner = r.status();
+  }
+  ActorRef peer;
+  FastStatus inner = FastStatus::ok;
+};
+}  // namespace
+
+TEST_CASE("a fast_send cycle within one thread is reported as deadlock, not hung") {
+  Cyclic a, b;
+  a.peer = b.self();
+  b.peer = a.self();
+  FastReply r = a.self().fast_send(Go{});
+  CHECK(r.status() == FastStatus::no_reply);
+  CHECK(b.inner == FastStatus::deadlock);  // B tried to re-enter A
+}
+
+namespace {
+// Two actors on their own threads fast_send each other at the same time.
+struct Kick {
+  static constexpr MessageId message_id = 310;
+};
+struct Call {
+  static constexpr MessageId message_id = 311;
+};
+class Crosser : public Actor {
+ public:
+  Crosser() {
+    handle<&Crosser::on_kick>();
+    handle<&Crosser::on_call>();
+  }
+  void on_kick(const Kick&) {
+    arrived->fetch_add(1);
+    // wait until both handlers are running, so each holds its own lock
+    while (arrived->load() < 2) std::this_thread::yield();
+    result.store(static_cast<int>(peer.fast_send(Call{}).status()));
+  }
+  void on_call(const Call&) { (void)reply(Pong{1}); }
+  ActorRef peer;
+  std::atomic<int>* arrived = nullptr;
+  std::atomic<int> result{-1};
+};
+}  // namespace
+
+TEST_CASE("two actors that fast_send each other concurrently get deadlock, not a hang") {
+  Manager mgr;
+  std::atomic<int> arrived{0};
+  auto* a = new Crosser;
+  auto* b = new Crosser;
+  a->arrived = b->arrived = &arrived;
+  ActorRef ra = mgr.manage("a", std::unique_ptr<Actor>(a));
+  ActorRef rb = mgr.manage("b", std::unique_ptr<Actor>(b));
+  a->peer = rb;
+  b->peer = ra;
+  mgr.init();
+  (void)ra.send(Kick{});
+  (void)rb.send(Kick{});
+  REQUIRE(wait_until([&] { return a->result.load() >= 0 && b->result.load() >= 0; }));
+  // At least one side must see the cycle; a side that did not then got its reply.
+  const auto ra_st = static_cast<FastStatus>(a->result.load());
+  const auto rb_st = static_cast<FastStatus>(b->result.load());
+  CHECK((ra_st == FastStatus::deadlock || rb_st == FastStatus::deadlock));
+  CHECK((ra_st == FastStatus::deadlock || ra_st == FastStatus::ok));
+  CHECK((rb_st == FastStatus::deadlock || rb_st == FastStatus::ok));
+  mgr.end();
+}
+
+namespace {
+class Counter : public Actor {
+ public:
+  Counter() { handle<&Counter::on_seq>(); }
+  void on_seq(const Seq& s) {
+    if (inside.exchange(true)) ++overlap;  // two threads in one actor at once?
+    if (s.producer < next.size()) {
+      if (s.n != next[s.producer]) ++out_of_order;
+      next[s.producer] = s.n + 1;
+    }
+    ++total;
+    inside.store(false);
+  }
+  std::vector<std::uint64_t> next = std::vector<std::uint64_t>(8, 0);
+  std::uint64_t out_of_order = 0, overlap = 0;
+  std::atomic<std::uint64_t> total{0};
+  std::atomic<bool> inside{false};
+};
+}  // namespace
+
+TEST_CASE("per-sender FIFO with several producer threads plus fast_send: nothing lost, nothing twice") {
+  for (Wake w : {Wake::spin, Wake::futex, Wake::yield}) {
+    CAPTURE(static_cast<int>(w));
+    Manager mgr;
+    auto* c = new Counter;
+    ThreadConfig tc;
+    tc.wake = w;
+    ActorRef ref = mgr.manage("counter", std::unique_ptr<Actor>(c), tc, MailboxConfig{256});
+    mgr.init();
+    constexpr std::uint32_t kProducers = 3;
+    constexpr std::uint64_t kEach = 100'000;
+    std::vector<std::thread> ps;
+    for (std::uint32_t p = 0; p < kProducers; ++p)
+      ps.emplace_back([&, p] {
+        for (std::uint64_t i = 0; i < kEach; ++i) {
+          if (p == 2 && i % 1000 == 0) {
+            // fast_send runs the handler here, excluded with the actor's own thread
+            (void)ref.fast_send(Seq{99, i});
+          }
+          CHECK(ref.send(Seq{p, i}) == SendResult::ok);
+        }
+      });
+    for (auto& t : ps) t.join();
+    const std::uint64_t expect = kProducers * kEach + kEach / 1000;
+    REQUIRE(wait_until([&] { return c->total.load() == expect; }));
+    mgr.end();
+    CHECK(c->total.load() == expect);
+    CHECK(c->out_of_order == 0);
+    CHECK(c->overlap == 0);
+    for (std::uint32_t p = 0; p < kProducers; ++p) CHECK(c->next[p] == kEach);
+    CHECK(c->stats().handled == expect);
+    CHECK(c->stats().fast_sends == kEach / 1000);
+  }
+}
+
+namespace {
+class Blocker : public Actor {
+ public:
+  Blocker() { handle<&Blocker::on_seq>(); }
+  void on_seq(const Seq&) {
+    entered = true;
+    while (!release.load()) std::this_thread::yield();
+    ++handled;
+  }
+  std::atomic<bool> entered{false};
+  std::atomic<bool> release{false};
+  std::atomic<int> handled{0};
+};
+}  // namespace
+
+TEST_CASE("a full mailbox makes try_send return full; send waits for room") {
+  Manager mgr;
+  auto* b = new Blocker;
+  ActorRef ref = mgr.manage("blocker", std::unique_ptr<Actor>(b), {}, MailboxConfig{4});
+  mgr.init();
+  CHECK(ref.try_send(Seq{}) == SendResult::ok);  // taken by the handler, which blocks
+  REQUIRE(wait_until([&] { return b->entered.load(); }));
+  // the message being handled still occupies its slot (it lives there): 3 more fit
+  CHECK(ref.actor()->stats().depth == 1);
+  int accepted = 0;
+  while (ref.try_send(Seq{}) == SendResult::ok) ++accepted;
+  CHECK(accepted == 3);
+  CHECK(ref.try_send(Seq{}) == SendResult::full);
+  CHECK(b->stats().refused_full == 2);
+  std::atomic<bool> sent{false};
+  std::thread t([&] {
+    CHECK(ref.send(Seq{}) == SendResult::ok);  // waits for room
+    sent = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK_FALSE(sent.load());
+  b->release = true;
+  t.join();
+  CHECK(sent.load());
+  REQUIRE(wait_until([&] { return b->handled.load() == 5; }));
+  mgr.end();
+  CHECK(b->handled.load() == 5);
+}
+
+TEST_CASE("an empty ActorRef refuses with no_target") {
+  ActorRef none;
+  CHECK(none.try_send(Ping{}) == SendResult::no_target);
+  CHECK(none.fast_send(Ping{}).status() == FastStatus::no_target);
+  CHECK(to_string(SendResult::full) == "full");
+  CHECK(to_string(FastStatus::deadlock) == "deadlock");
+}

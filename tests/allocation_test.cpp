@@ -1,0 +1,117 @@
+// Counts every heap allocation (operator new and malloc/calloc/realloc, replaced here) while
+// 1,000,000 messages flow: send + reply between two actor threads, and fast_send.
+#include <doctest/doctest.h>
+
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include <tern/manager.hpp>
+
+#include "test_util.hpp"
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<std::uint64_t> g_allocs{0};
+inline void note() noexcept {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocs.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* malloc(std::size_t n) {
+  note();
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t a, std::size_t b) {
+  note();
+  return __libc_calloc(a, b);
+}
+void* realloc(void* p, std::size_t n) {
+  note();
+  return __libc_realloc(p, n);
+}
+}
+void* operator new(std::size_t n) {
+  note();
+  if (void* p = __libc_malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace tern;
+
+namespace {
+struct Req {
+  static constexpr MessageId message_id = 1;
+  std::uint64_t n = 0;
+  double px = 0;
+};
+struct Resp {
+  static constexpr MessageId message_id = 2;
+  std::uint64_t n = 0;
+};
+class Server : public Actor {
+ public:
+  Server() { handle<&Server::on_req>(); }
+  void on_req(const Req& r) { (void)reply(Resp{r.n}); }
+};
+class Client : public Actor {
+ public:
+  explicit Client(ActorRef s) : server(s) {
+    handle<&Client::on_resp>();
+  }
+  void on_resp(const Resp& r) {
+    got.store(r.n + 1, std::memory_order_release);
+    if (r.n + 1 < target) (void)server.send(Req{r.n + 1, 1.0});
+  }
+  ActorRef server;
+  std::uint64_t target = 0;
+  std::atomic<std::uint64_t> got{0};
+};
+}  // namespace
+
+TEST_CASE("steady state makes zero heap allocations across 1,000,000 messages") {
+  Manager mgr;
+  ThreadConfig tc;
+  tc.wake = Wake::futex;
+  ActorRef server = mgr.emplace<Server>("server", tc, {});
+  auto* client = new Client(server);
+  ActorRef cref = mgr.manage("client", std::unique_ptr<Actor>(client), tc);
+  mgr.init();
+
+  // warm-up (thread-local state, lazily bound symbols)
+  client->target = 1000;
+  (void)server.send(Req{0, 1.0}, cref);
+  REQUIRE(tern::test::wait_until([&] { return client->got.load() == 1000; }));
+  (void)server.fast_send(Req{0, 1.0});
+
+  g_counting = true;
+  // 500,000 request/reply round trips = 1,000,000 messages through mailboxes ...
+  client->got = 0;
+  client->target = 500'000;
+  (void)server.send(Req{0, 1.0}, cref);
+  const bool done = tern::test::wait_until([&] { return client->got.load() == 500'000; },
+                                           std::chrono::seconds(120));
+  // ... plus 100,000 fast_sends with their replies
+  std::uint64_t fast_ok = 0;
+  for (std::uint64_t i = 0; i < 100'000; ++i) {
+    FastReply r = server.fast_send(Req{i, 2.0});
+    if (const Resp* p = r.get<Resp>(); p && p->n == i) ++fast_ok;
+  }
+  g_counting = false;
+  const std::uint64_t allocs = g_allocs.load();
+  mgr.end();
+  REQUIRE(done);
+  CHECK(fast_ok == 100'000);
+  CHECK(allocs == 0);
+}

@@ -1,0 +1,126 @@
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <tern/mailbox.hpp>
+
+using tern::detail::PushStatus;
+using tern::detail::Ring;
+using tern::detail::Slot;
+
+namespace {
+struct Item {
+  static constexpr tern::MessageId message_id = 1;
+  std::uint32_t producer;
+  std::uint64_t seq;
+};
+
+auto fill(std::uint32_t producer, std::uint64_t seq) {
+  return [=](Slot& s) noexcept {
+    new (s.payload) Item{producer, seq};
+    s.info = &tern::message_info_v<Item>;
+  };
+}
+const Item& item(Slot* s) { return *reinterpret_cast<const Item*>(s->payload); }
+}  // namespace
+
+TEST_CASE("a ring holds capacity messages in FIFO order and then reports full") {
+  for (bool spsc : {true, false}) {
+    Ring r;
+    r.init(5);  // rounds to 8
+    CHECK(r.capacity() == 8);
+    for (std::uint64_t i = 0; i < 8; ++i) {
+      const auto st = spsc ? r.push_spsc(fill(0, i), false) : r.push_mpsc(fill(0, i), false);
+      CHECK(st == PushStatus::ok);
+    }
+    CHECK((spsc ? r.push_spsc(fill(0, 99), false) : r.push_mpsc(fill(0, 99), false)) ==
+          PushStatus::full);
+    CHECK(r.depth() == 8);
+    for (std::uint64_t i = 0; i < 8; ++i) {
+      Slot* s = r.front();
+      REQUIRE(s != nullptr);
+      CHECK(item(s).seq == i);
+      r.pop();
+    }
+    CHECK(r.front() == nullptr);
+    CHECK(r.empty_sc());
+    // wraps around: a second lap works
+    CHECK((spsc ? r.push_spsc(fill(0, 8), false) : r.push_mpsc(fill(0, 8), false)) ==
+          PushStatus::ok);
+    REQUIRE(r.front() != nullptr);
+    CHECK(item(r.front()).seq == 8);
+  }
+}
+
+TEST_CASE("a closed ring refuses new messages but keeps the accepted ones") {
+  Ring r;
+  r.init(4);
+  CHECK(r.push_mpsc(fill(0, 1), false) == PushStatus::ok);
+  r.close();
+  CHECK(r.push_mpsc(fill(0, 2), false) == PushStatus::closed);
+  CHECK(r.push_spsc(fill(0, 2), false) == PushStatus::closed);
+  CHECK_FALSE(r.drained());
+  REQUIRE(r.front() != nullptr);
+  CHECK(item(r.front()).seq == 1);
+  r.pop();
+  CHECK(r.drained());
+}
+
+TEST_CASE("four producers into one MPSC ring: exact count and per-producer order") {
+  constexpr std::uint32_t kProducers = 4;
+  constexpr std::uint64_t kEach = 250'000;
+  Ring r;
+  r.init(1024);
+  std::vector<std::thread> ps;
+  for (std::uint32_t p = 0; p < kProducers; ++p) {
+    ps.emplace_back([&r, p] {
+      for (std::uint64_t i = 0; i < kEach;) {
+        if (r.push_mpsc(fill(p, i), false) == PushStatus::ok)
+          ++i;
+        else
+          std::this_thread::yield();
+      }
+    });
+  }
+  std::vector<std::uint64_t> next(kProducers, 0);
+  std::uint64_t got = 0, out_of_order = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (got < kProducers * kEach && std::chrono::steady_clock::now() < deadline) {
+    Slot* s = r.front();
+    if (!s) continue;
+    const Item& it = item(s);
+    if (it.seq != next[it.producer]) ++out_of_order;
+    next[it.producer] = it.seq + 1;
+    r.pop();
+    ++got;
+  }
+  for (auto& t : ps) t.join();
+  CHECK(got == kProducers * kEach);
+  CHECK(out_of_order == 0);
+  CHECK(r.front() == nullptr);
+  for (auto n : next) CHECK(n == kEach);
+}
+
+TEST_CASE("SPSC ring across two threads delivers every message once, in order") {
+  constexpr std::uint64_t kN = 1'000'000;
+  Ring r;
+  r.init(256);
+  std::thread prod([&] {
+    for (std::uint64_t i = 0; i < kN;)
+      if (r.push_spsc(fill(0, i), false) == PushStatus::ok) ++i;
+  });
+  std::uint64_t expect = 0, bad = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (expect < kN && std::chrono::steady_clock::now() < deadline) {
+    Slot* s = r.front();
+    if (!s) continue;
+    if (item(s).seq != expect) ++bad;
+    ++expect;
+    r.pop();
+  }
+  prod.join();
+  CHECK(expect == kN);
+  CHECK(bad == 0);
+}

@@ -1,0 +1,71 @@
+#include <doctest/doctest.h>
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include <tern/thread_config.hpp>
+
+using namespace tern;
+
+TEST_CASE("parse_cpu_list reads ranges and lists, and names bad text") {
+  CHECK(parse_cpu_list("0-3,5") == std::vector<int>{0, 1, 2, 3, 5});
+  CHECK(parse_cpu_list("7\n") == std::vector<int>{7});
+  CHECK(parse_cpu_list("").empty());
+  CHECK(parse_cpu_list("3,1,1") == std::vector<int>{1, 3});
+  CHECK_THROWS_WITH_AS(parse_cpu_list("1-x"), doctest::Contains("'1-x'"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_cpu_list("3-1"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_cpu_list("1,,2"), std::invalid_argument);
+}
+
+TEST_CASE("apply_thread_config pins the thread and names it, verified by reading back") {
+  ThreadReport rep;
+  std::thread t([&] {
+    ThreadConfig c;
+    c.cpus = {0};
+    c.name = "tern-test-pin";
+    rep = apply_thread_config(c, "pin");
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    CHECK(std::string(name) == "tern-test-pin");
+    CHECK(sched_getcpu() == 0);
+  });
+  t.join();
+  CHECK(rep.ok);
+  CHECK(rep.cpus == std::vector<int>{0});
+}
+
+TEST_CASE("apply_thread_config names a CPU that does not exist and an out-of-range priority") {
+  ThreadReport rep;
+  std::thread t([&] {
+    ThreadConfig c;
+    c.cpus = {1, 9999};
+    c.policy = SchedPolicy::fifo;
+    c.priority = 120;
+    rep = apply_thread_config(c, "bad");
+  });
+  t.join();
+  CHECK_FALSE(rep.ok);
+  REQUIRE(rep.problems.size() == 2);
+  CHECK(rep.problems[0].find("CPU 9999 does not exist") != std::string::npos);
+  CHECK(rep.problems[1].find("SCHED_FIFO priority 120 is out of range 1..99") != std::string::npos);
+}
+
+TEST_CASE("SCHED_FIFO is applied when permitted, or refused with the reason") {
+  ThreadReport rep;
+  std::thread t([&] {
+    ThreadConfig c;
+    c.policy = SchedPolicy::fifo;
+    c.priority = 10;
+    rep = apply_thread_config(c, "rt");
+  });
+  t.join();
+  if (rep.ok) {
+    CHECK(rep.policy == SCHED_FIFO);
+    CHECK(rep.priority == 10);
+  } else {
+    REQUIRE(rep.problems.size() == 1);
+    CHECK(rep.problems[0].find("SCHED_FIFO priority 10 refused") != std::string::npos);
+  }
+}
