@@ -218,10 +218,9 @@ void Actor::handle() {
 
 inline ActorRef ActorRef::current() noexcept { return ActorRef(detail::tl_ctx.current); }
 
-template <class T>
-SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const noexcept {
-  using U = std::remove_cvref_t<T>;
-  static_assert(check_message<U>());
+template <class Construct>
+SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, ActorRef from,
+                               bool priority) const noexcept {
   if (!actor_) [[unlikely]]
     return SendResult::no_target;
   Actor& a = *actor_;
@@ -229,8 +228,8 @@ SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const noexcept 
   const bool stamp = a.mailbox_.stamps();
   const detail::PushStatus st = a.mailbox_.push(
       [&](detail::Slot& s) noexcept {
-        ::new (s.payload) U(std::forward<T>(msg));
-        s.info = &message_info_v<U>;
+        construct(static_cast<void*>(s.payload));
+        s.info = &info;
         s.sender = from.actor_;
         s.sender_remote = from.remote_;
         s.target_remote = remote;
@@ -240,6 +239,21 @@ SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const noexcept 
   if (st != detail::PushStatus::ok) [[unlikely]]
     detail::count_refused(a, st);
   return detail::to_send_result(st);
+}
+
+template <class T>
+SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const noexcept {
+  using U = std::remove_cvref_t<T>;
+  static_assert(check_message<U>());
+  return push_with(
+      message_info_v<U>, [&](void* p) noexcept { ::new (p) U(std::forward<T>(msg)); }, from,
+      priority);
+}
+
+inline SendResult ActorRef::try_send_erased(const MessageInfo& info, void* obj, ActorRef from,
+                                            bool priority) const noexcept {
+  return push_with(
+      info, [&](void* p) noexcept { info.relocate(p, obj); }, from, priority);
 }
 
 template <class T>

@@ -109,6 +109,12 @@ class ActorRef {
   template <class T>
   FastReply fast_send(T&& msg, ActorRef from = current()) const noexcept;
 
+  /// Type-erased try_send for runtimes that build messages at run time (the gateway):
+  /// on ok, the object at `obj` (of type `info`) was moved into the mailbox and destroyed;
+  /// otherwise it is untouched. Any thread.
+  [[nodiscard]] SendResult try_send_erased(const MessageInfo& info, void* obj, ActorRef from,
+                                           bool priority = false) const noexcept;
+
   explicit operator bool() const noexcept { return actor_ != nullptr; }
   bool is_remote() const noexcept { return remote_ != 0; }
   /// The local actor, or for a remote ref the gateway that reaches it.
@@ -123,6 +129,9 @@ class ActorRef {
  private:
   template <class T>
   SendResult push(T&& msg, ActorRef from, bool priority) const noexcept;
+  template <class Construct>
+  SendResult push_with(const MessageInfo& info, Construct&& construct, ActorRef from,
+                       bool priority) const noexcept;
 
   Actor* actor_ = nullptr;
   std::uint32_t remote_ = 0;
