@@ -77,7 +77,7 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
             a.dispatch(info, s->payload);
           }
         }
-        info.destroy(s->payload);
+        destroy_message(info, s->payload);
         mb.pop();
         ++n;
       }
@@ -85,19 +85,20 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
     } catch (const std::exception& e) {
       Slot* s = mb.front();
       log_handler_exception(a, *s->info, e.what());
-      s->info->destroy(s->payload);
+      destroy_message(*s->info, s->payload);
       mb.pop();
       ++n;
       a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
     } catch (...) {
       Slot* s = mb.front();
       log_handler_exception(a, *s->info, "a non-std exception");
-      s->info->destroy(s->payload);
+      destroy_message(*s->info, s->payload);
       mb.pop();
       ++n;
       a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  mb.release();
   if (n) {
     a.handled_.store(a.handled_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     // max_depth: a short batch ended on an empty mailbox, so it held at most n; a full batch

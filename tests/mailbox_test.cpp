@@ -43,6 +43,7 @@ TEST_CASE("a ring holds capacity messages in FIFO order and then reports full") 
       REQUIRE(s != nullptr);
       CHECK(item(s).seq == i);
       r.pop();
+      r.release();
     }
     CHECK(r.front() == nullptr);
     CHECK(r.empty_sc());
@@ -52,6 +53,20 @@ TEST_CASE("a ring holds capacity messages in FIFO order and then reports full") 
     REQUIRE(r.front() != nullptr);
     CHECK(item(r.front()).seq == 8);
   }
+}
+
+TEST_CASE("popped slots go back to producers only at release(), once per batch") {
+  Ring r;
+  r.init(2);
+  CHECK(r.push_mpsc(fill(0, 0), false) == PushStatus::ok);
+  CHECK(r.push_mpsc(fill(0, 1), false) == PushStatus::ok);
+  REQUIRE(r.front() != nullptr);
+  r.pop();
+  CHECK(r.push_mpsc(fill(0, 2), false) == PushStatus::full);
+  r.release();
+  CHECK(r.push_mpsc(fill(0, 2), false) == PushStatus::ok);
+  REQUIRE(r.front() != nullptr);
+  CHECK(item(r.front()).seq == 1);
 }
 
 TEST_CASE("a closed ring refuses new messages but keeps the accepted ones") {
@@ -65,6 +80,7 @@ TEST_CASE("a closed ring refuses new messages but keeps the accepted ones") {
   REQUIRE(r.front() != nullptr);
   CHECK(item(r.front()).seq == 1);
   r.pop();
+  r.release();
   CHECK(r.drained());
 }
 
@@ -94,6 +110,7 @@ TEST_CASE("four producers into one MPSC ring: exact count and per-producer order
     if (it.seq != next[it.producer]) ++out_of_order;
     next[it.producer] = it.seq + 1;
     r.pop();
+    r.release();
     ++got;
   }
   for (auto& t : ps) t.join();
@@ -119,6 +136,7 @@ TEST_CASE("SPSC ring across two threads delivers every message once, in order") 
     if (item(s).seq != expect) ++bad;
     ++expect;
     r.pop();
+    r.release();
   }
   prod.join();
   CHECK(expect == kN);

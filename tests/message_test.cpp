@@ -23,7 +23,7 @@ TEST_CASE("message_info_v carries id, size, name and working destroy/relocate") 
   new (a) app::Quote{1.5, 2.5};
   info.relocate(b, a);
   CHECK(reinterpret_cast<app::Quote*>(b)->ask == 2.5);
-  info.destroy(b);
+  tern::destroy_message(info, b);
 }
 
 TEST_CASE("built-in messages use reserved ids") {

@@ -233,7 +233,7 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
         s.sender = from.actor_;
         s.sender_remote = from.remote_;
         s.target_remote = remote;
-        s.enqueue_ns = stamp ? detail::now_ns() : 0;
+        if (stamp) s.enqueue_ns = detail::now_ns();  // read only when instrumentation is on
       },
       priority);
   if (st != detail::PushStatus::ok) [[unlikely]]

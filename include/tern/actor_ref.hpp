@@ -43,7 +43,7 @@ class FastReply {
   }
   FastReply& operator=(FastReply&&) = delete;
   ~FastReply() {
-    if (info_) info_->destroy(buf_);
+    if (info_) destroy_message(*info_, buf_);
   }
 
   FastStatus status() const noexcept { return status_; }
@@ -63,7 +63,7 @@ class FastReply {
   void set(T&& msg) noexcept {
     using U = std::remove_cvref_t<T>;
     static_assert(check_message<U>());
-    if (info_) info_->destroy(buf_);
+    if (info_) destroy_message(*info_, buf_);
     ::new (buf_) U(std::forward<T>(msg));
     info_ = &message_info_v<U>;
     status_ = FastStatus::ok;

@@ -82,12 +82,17 @@ class Mailbox {
     from_priority_ = false;
     return normal_.front();
   }
-  /// Consumer: frees the slot front() returned.
+  /// Consumer: done with the slot front() returned.
   void pop() noexcept {
     if (from_priority_)
       priority_.pop();
     else
       normal_.pop();
+  }
+  /// Consumer: hands popped slots back to producers (once per batch).
+  void release() noexcept {
+    normal_.release();
+    priority_.release();
   }
   /// Consumer, before parking (seq_cst, pairs with the producers' seq_cst publish).
   bool empty_sc() const noexcept { return normal_.empty_sc() && priority_.empty_sc(); }

@@ -48,6 +48,7 @@ struct MessageInfo {
   MessageId id;
   std::uint32_t size;
   std::string_view name;
+  /// Destroys the object; nullptr for trivially destructible types (nothing to do).
   void (*destroy)(void* obj) noexcept;
   /// Move-constructs the object at `src` into raw storage `dst` and destroys `src`.
   void (*relocate)(void* dst, void* src) noexcept;
@@ -68,7 +69,13 @@ void relocate_fn(void* dst, void* src) noexcept {
 template <MessageType T>
 inline constexpr MessageInfo message_info_v{
     T::message_id, static_cast<std::uint32_t>(sizeof(T)), type_name<T>(),
-    &detail::destroy_fn<T>, &detail::relocate_fn<T>};
+    std::is_trivially_destructible_v<T> ? nullptr : &detail::destroy_fn<T>,
+    &detail::relocate_fn<T>};
+
+/// Destroys a message of type `info` at `obj`.
+inline void destroy_message(const MessageInfo& info, void* obj) noexcept {
+  if (info.destroy) info.destroy(obj);
+}
 
 /// Checks a user message type against the slot limits, with readable errors.
 template <class T>

@@ -9,7 +9,7 @@
 //
 // Cache lines (each alignas(kCacheLine) block starts its own line):
 //   [producers: tail (bit 63 = closed), head_cache, owner]  written per send
-//   [consumer:  head, head_pub]                               written per receive
+//   [consumer:  head (published per batch), next (private)]
 //   [read-mostly: mask, slots]
 //   [slots: 2 lines each, header + payload in the first line for messages <= 16 bytes]
 //
@@ -118,19 +118,18 @@ class Ring {
 
   /// Consumer thread only: the oldest published message, or nullptr.
   Slot* front() noexcept {
-    Slot* s = &slots_[c_.head.load(std::memory_order_relaxed) & mask_];
-    return s->seq.load(std::memory_order_acquire) == c_.head.load(std::memory_order_relaxed) + 1
-               ? s
-               : nullptr;
+    Slot* s = &slots_[c_.next & mask_];
+    return s->seq.load(std::memory_order_acquire) == c_.next + 1 ? s : nullptr;
   }
-  /// Consumer thread only: frees the slot front() returned (its message already destroyed).
-  void pop() noexcept {
-    c_.head.store(c_.head.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
+  /// Consumer thread only: done with the slot front() returned (its message destroyed).
+  /// The slot is handed back to producers by the next release().
+  void pop() noexcept { ++c_.next; }
+  /// Consumer thread only: hands every popped slot back to producers. Called once per batch
+  /// so that producers polling a full ring see the consumer's line change once per batch.
+  void release() noexcept { c_.head.store(c_.next, std::memory_order_release); }
   /// Consumer thread, seq_cst: is nothing published? (the re-check before parking)
   bool empty_sc() const noexcept {
-    const std::uint64_t h = c_.head.load(std::memory_order_relaxed);
-    return slots_[h & mask_].seq.load(std::memory_order_seq_cst) != h + 1;
+    return slots_[c_.next & mask_].seq.load(std::memory_order_seq_cst) != c_.next + 1;
   }
   /// Closes the ring to new messages. Any thread; idempotent.
   void close() noexcept {
@@ -140,8 +139,7 @@ class Ring {
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
   /// Consumer: every claimed position consumed? (MPSC claims may be in flight until then)
   bool drained() const noexcept {
-    return (p_.tail.load(std::memory_order_acquire) & ~kClosed) ==
-           c_.head.load(std::memory_order_relaxed);
+    return (p_.tail.load(std::memory_order_acquire) & ~kClosed) == c_.next;
   }
   /// Any thread, approximate: messages accepted and not yet consumed.
   std::uint64_t depth() const noexcept {
@@ -170,7 +168,8 @@ class Ring {
     std::atomic<std::uint64_t> head_cache{0};  ///< producers' stale view of c_.head
   };
   struct alignas(kCacheLine) Consumer {
-    std::atomic<std::uint64_t> head{0};  ///< written only by the consumer
+    std::atomic<std::uint64_t> head{0};  ///< published by release(): slots before it are free
+    std::uint64_t next = 0;              ///< consumer-private: the next position to read
   };
   Producers p_;
   Consumer c_;
