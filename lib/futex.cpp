@@ -1,5 +1,6 @@
 // Raw futex wait/wake on a 32-bit atomic (private futexes: this process only).
 #include <linux/futex.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -26,6 +27,11 @@ void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept {
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 0x7fffffff,
           nullptr, nullptr, 0);
+}
+
+void fd_wake(int fd) noexcept {
+  // EAGAIN (counter saturated) still leaves the fd readable, which is all a wake needs.
+  (void)eventfd_write(fd, 1);
 }
 
 }  // namespace tern::detail

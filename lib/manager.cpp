@@ -101,7 +101,7 @@ void Manager::init() {
       detail::futex_wake_all(e->configured);
       wait_for(e->go, 0);
       if (e->go.load(std::memory_order_acquire) != 1) return;
-      Runtime::run_loop(*e->actor, e->thread.wake, e->thread.spin_limit, &e->started);
+      e->actor->run_thread(e->thread.wake, e->thread.spin_limit, &e->started);
     });
   }
   std::string errors;

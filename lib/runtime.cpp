@@ -256,6 +256,11 @@ void Actor::forward_remote(const MessageInfo& info, const void*, std::uint32_t, 
 
 std::string_view Actor::remote_name(std::uint32_t) const noexcept { return {}; }
 
+void Actor::run_thread(Wake wake, std::uint32_t spin_limit,
+                       std::atomic<std::uint32_t>* started) noexcept {
+  detail::Runtime::run_loop(*this, wake, spin_limit, started);
+}
+
 void Actor::terminate() noexcept {
   if (manager_) manager_->terminate();
 }

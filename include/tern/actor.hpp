@@ -112,6 +112,12 @@ class Actor {
   friend class Group;
   friend struct detail::Runtime;
 
+  /// Runtime hook: the body of this actor's dedicated thread (Manager), after its
+  /// ThreadConfig was applied. Default: the standard receive loop. An actor that must also
+  /// wait on something other than its mailbox overrides it (the gateway: a socket).
+  virtual void run_thread(Wake wake, std::uint32_t spin_limit,
+                          std::atomic<std::uint32_t>* started) noexcept;
+
   using Thunk = void (*)(Actor&, const void*);
   struct Entry {
     MessageId id;

@@ -35,6 +35,8 @@ enum class Notify : std::uint8_t {
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept;
 void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept;
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+/// Adds 1 to an eventfd (wakes a consumer blocked in poll() on it). One write(2).
+void fd_wake(int fd) noexcept;
 
 /// Callback a Group installs: makes `actor` runnable. Called at most once per idle->ready edge.
 using ReadyFn = void (*)(void* group, Actor* actor) noexcept;
@@ -49,6 +51,9 @@ class Mailbox {
     ro_.owner = owner;
     ro_.owner_name = owner_name;
   }
+  /// Set-up only: wake a parked consumer by writing this eventfd instead of a futex wake, for
+  /// a consumer that waits in poll() on the fd together with other sources (the gateway).
+  void set_wake_fd(int fd) noexcept { ro_.wake_fd = fd; }
   /// Set-up only: how producers wake the consumer.
   void set_notify(Notify n, ReadyFn ready = nullptr, void* group = nullptr) noexcept {
     ro_.notify = n;
@@ -111,17 +116,27 @@ class Mailbox {
   /// appeared. `cancel` is re-checked after the announcement (stop requests).
   template <class Cancel>
   void park(Cancel&& cancel) noexcept {
+    if (!begin_park(static_cast<Cancel&&>(cancel))) return;
+    futex_wait(sleep_.word, 1);
+    end_park();
+  }
+  /// Consumer that waits elsewhere (poll() on the fd given to set_wake_fd): announce sleep
+  /// and re-check. false: work or `cancel` is already there (announcement taken back);
+  /// true: wait, then call end_park().
+  template <class Cancel>
+  bool begin_park(Cancel&& cancel) noexcept {
     sleep_.word.store(1, std::memory_order_seq_cst);
     if (!empty_sc() || cancel()) {
       sleep_.word.store(0, std::memory_order_relaxed);
-      return;
+      return false;
     }
-    futex_wait(sleep_.word, 1);
-    sleep_.word.store(0, std::memory_order_relaxed);
+    return true;
   }
+  /// Consumer: back from a wait announced by begin_park.
+  void end_park() noexcept { sleep_.word.store(0, std::memory_order_relaxed); }
   /// Any thread: wake a parked consumer (used for stop requests; producers use notify()).
   void wake() noexcept {
-    if (sleep_.word.exchange(0, std::memory_order_seq_cst) == 1) futex_wake_one(sleep_.word);
+    if (sleep_.word.exchange(0, std::memory_order_seq_cst) == 1) wake_parked();
   }
 
   // ---- group scheduling ------------------------------------------------------------------
@@ -155,10 +170,16 @@ class Mailbox {
       // seq_cst load: pairs with the consumer's seq_cst sleep announcement (Dekker).
       if (sleep_.word.load(std::memory_order_seq_cst) &&
           sleep_.word.exchange(0, std::memory_order_seq_cst) == 1)
-        futex_wake_one(sleep_.word);
+        wake_parked();
     } else if (try_mark_scheduled()) {
       ro_.ready(ro_.group, ro_.owner);
     }
+  }
+  void wake_parked() noexcept {
+    if (ro_.wake_fd >= 0) [[unlikely]]
+      fd_wake(ro_.wake_fd);
+    else
+      futex_wake_one(sleep_.word);
   }
   void check_single_producer() noexcept {
     static thread_local const char token = 0;
@@ -182,6 +203,7 @@ class Mailbox {
     ReadyFn ready = nullptr;
     void* group = nullptr;
     bool stamp = false;  ///< instrumentation on: producers stamp the send time
+    int wake_fd = -1;    ///< >= 0: wake the parked consumer through this eventfd
     std::atomic<const void*> spsc_producer{nullptr};  ///< written once, by the first producer
   };
   // written by the consumer only when it parks/finishes a turn; read by producers after a send
