@@ -1,0 +1,365 @@
+"""ZeroMQ transport: one thread owns every socket of a Manager.
+
+The transport thread owns the PULL socket bound to the Manager's endpoint, one cached
+PUSH socket per peer address, and the receiving end of an inproc PAIR used as a
+wake-up. Other threads never touch those sockets: they append encoded envelopes to a
+deque under a lock and, only if the transport is not already due to wake, send one
+empty frame on the PAIR. The thread blocks in ``zmq.Poller.poll()`` with no timeout on
+the PULL socket, the wake socket, and the PUSH sockets that have a backlog (POLLOUT),
+so it never sleeps on a timer and never blocks on a slow peer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import OrderedDict, deque
+from typing import Callable, Optional
+
+import zmq
+
+from . import wire
+from .stats import Stats
+
+__all__ = ["Transport", "TransportConfig"]
+
+log = logging.getLogger("tern")
+
+_ids = itertools.count(1)
+
+
+class TransportConfig:
+    """Tuning knobs of one Manager's transport (all have working defaults)."""
+
+    def __init__(self, *, linger_ms: int = 1000, max_peers: int = 256,
+                 max_backlog: int = 100_000, max_message_bytes: int = 16 << 20) -> None:
+        #: how long end() may wait for unsent messages to reach a slow peer
+        self.linger_ms = linger_ms
+        #: cached PUSH sockets; beyond this the least recently used idle one is closed
+        self.max_peers = max_peers
+        #: messages held per peer once ZeroMQ's high-water mark (1000) is reached;
+        #: beyond this new messages to that peer are dropped and counted
+        self.max_backlog = max_backlog
+        #: inbound frames larger than this make libzmq drop the connection (ZMQ_MAXMSGSIZE)
+        self.max_message_bytes = max_message_bytes
+
+
+class _Peer:
+    __slots__ = ("sock", "backlog")
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        self.sock = sock
+        self.backlog: deque[bytes] = deque()
+
+
+# route(envelope) -> None when delivered, or (cause, reason) when it was not.
+Router = Callable[[wire.Envelope], Optional[tuple]]
+
+
+class Transport:
+    def __init__(self, bind: Optional[str], router: Router, stats: Stats,
+                 config: Optional[TransportConfig] = None) -> None:
+        self.bind = bind
+        self._route = router
+        self._stats = stats
+        self._cfg = config or TransportConfig()
+        self._lock = threading.Lock()
+        self._outq: deque[tuple[str, bytes]] = deque()
+        self._wake_pending = False
+        self._closed = False
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+        self._ctx: Optional[zmq.Context] = None
+        self._wake_tx: Optional[zmq.Socket] = None
+        self._wake_rx: Optional[zmq.Socket] = None
+        self._pull: Optional[zmq.Socket] = None
+        self._peers: "OrderedDict[str, _Peer]" = OrderedDict()
+        self._poller = zmq.Poller()
+
+    # -- any thread ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the sockets, bind, and start the thread. Raises on a bind failure."""
+        ctx = zmq.Context()
+        try:
+            if self.bind is not None:
+                pull = ctx.socket(zmq.PULL)
+                pull.setsockopt(zmq.LINGER, 0)
+                pull.setsockopt(zmq.MAXMSGSIZE, self._cfg.max_message_bytes)
+                try:
+                    pull.bind(self.bind)
+                except zmq.ZMQError as exc:
+                    pull.close(0)
+                    raise OSError(exc.errno, f"cannot bind {self.bind!r}: {exc}") from None
+                self._pull = pull
+            addr = f"inproc://tern-wake-{id(self)}-{next(_ids)}"
+            self._wake_rx = ctx.socket(zmq.PAIR)
+            self._wake_rx.setsockopt(zmq.LINGER, 0)
+            self._wake_rx.bind(addr)
+            self._wake_tx = ctx.socket(zmq.PAIR)
+            self._wake_tx.setsockopt(zmq.LINGER, 0)
+            self._wake_tx.connect(addr)
+        except BaseException:
+            for s in (self._pull, self._wake_rx, self._wake_tx):
+                if s is not None:
+                    s.close(0)
+            self._pull = self._wake_rx = self._wake_tx = None
+            ctx.term()
+            raise
+        self._ctx = ctx
+        # The sockets move to the new thread here; Thread.start() is the memory barrier
+        # ZeroMQ asks for when a socket changes threads.
+        self._thread = threading.Thread(target=self._run, name="tern-transport", daemon=True)
+        self._thread.start()
+        with self._lock:
+            if self._outq and not self._wake_pending:  # posted before start()
+                self._wake_pending = True
+                self._wake_tx.send(b"")
+
+    def post(self, endpoint: str, data: bytes) -> bool:
+        """Queue one encoded envelope for ``endpoint``. Any thread; never blocks on I/O.
+
+        Returns False (and counts a drop) once the transport is stopped.
+        """
+        with self._lock:
+            if self._closed:
+                self._stats.drop("transport_stopped")
+                return False
+            self._outq.append((endpoint, data))
+            if self._wake_pending or self._wake_tx is None:
+                return True
+            self._wake_pending = True
+            # PAIR's pipe holds at most one wake frame at a time, so this never blocks.
+            self._wake_tx.send(b"")
+        return True
+
+    def stop(self) -> None:
+        """Send what is queued, close every socket (waiting up to linger_ms), join."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stopping = True
+            if self._wake_tx is not None and not self._wake_pending:
+                self._wake_pending = True
+                self._wake_tx.send(b"")
+        if self._thread is not None:
+            self._thread.join()
+        else:  # never started: what was posted will never leave
+            with self._lock:
+                if self._outq:
+                    self._stats.drop("transport_stopped", len(self._outq))
+                    self._outq.clear()
+        if self._wake_tx is not None:
+            self._wake_tx.close(0)
+            self._wake_tx = None
+        if self._ctx is not None:
+            self._ctx.term()  # waits for linger on the PUSH sockets closed by the thread
+            self._ctx = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- transport thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = self._poller
+        wake, pull = self._wake_rx, self._pull
+        poller.register(wake, zmq.POLLIN)
+        if pull is not None:
+            poller.register(pull, zmq.POLLIN)
+        try:
+            while True:
+                try:
+                    events = poller.poll()
+                except zmq.ZMQError as exc:  # EINTR and the like: just poll again
+                    log.debug("poll interrupted: %s", exc)
+                    continue
+                for sock, ev in events:
+                    if sock is wake:
+                        if self._drain_outbound():
+                            return
+                    elif sock is pull:
+                        self._receive()
+                    elif ev & zmq.POLLOUT:
+                        self._flush(sock)
+        except BaseException:  # a bug here must not go unnoticed, but must not hang end()
+            log.exception("tern transport thread failed")
+        finally:
+            self._shutdown()
+
+    def _drain_outbound(self) -> bool:
+        """Send what other threads queued; True when stop() was requested."""
+        # Exactly one wake frame is ever outstanding (see _wake_pending), and poll() said
+        # it is here, so this recv does not block.
+        self._wake_rx.recv()
+        with self._lock:
+            items, self._outq = self._outq, deque()
+            self._wake_pending = False
+            stopping = self._stopping
+        for endpoint, data in items:
+            self._send(endpoint, data)
+        return stopping
+
+    def _receive(self) -> None:
+        # One message per poll round: poll() said one is ready, so recv does not block,
+        # and we never pay for a failing NOBLOCK recv. A burst is read one poll at a time,
+        # which also lets outbound work interleave.
+        try:
+            parts = self._pull.recv_multipart(zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.warning("recv failed: %s", exc)
+            return
+        self._stats.inc("frames_in")
+        try:
+            self._on_frames(parts)
+        except Exception:  # the router or a message class misbehaved: survive it
+            log.exception("error handling an inbound frame")
+            self._stats.drop("internal_error")
+
+    def _on_frames(self, parts: list) -> None:
+        if len(parts) != 1:
+            self._stats.drop("multipart")
+            err = wire.FrameError("multipart", "Multipart messages are not supported",
+                                  wire.salvage(parts[0]))
+            self._reject(err)
+            return
+        try:
+            env = wire.decode_frame(parts[0])
+        except wire.FrameError as err:
+            self._stats.drop(err.cause)
+            self._reject(err)
+            return
+        failure = self._route(env)
+        if failure is not None:
+            cause, reason = failure
+            self._stats.drop(cause)
+            if reason is not None:
+                self._reject_env(env, reason)
+
+    def _reject(self, err: wire.FrameError) -> None:
+        if err.replyable and err.message_type != "Reject":
+            self._send_reject(err.sender_actor, err.sender_endpoint, err.message_type,
+                              err.reason, err.receiver)
+
+    def _reject_env(self, env: wire.Envelope, reason: str) -> None:
+        # Never answer a Reject with a Reject: two peers could bounce them forever.
+        if env.replyable and env.message_type != "Reject":
+            self._send_reject(env.sender_actor, env.sender_endpoint, env.message_type,
+                              reason, env.receiver)
+
+    def _send_reject(self, to_actor: str, to_endpoint: str, mtype: str, reason: str,
+                     rejected_by: str) -> None:
+        # Sender fields are null, as the peers send them: a Reject is not from an actor.
+        data = wire.encode(None, None, to_actor, "Reject",
+                           {"message_type": mtype, "reason": reason, "rejected_by": rejected_by})
+        if self._send(to_endpoint, data):
+            self._stats.inc("rejects_sent")
+
+    def _peer(self, endpoint: str) -> Optional[_Peer]:
+        addr = wire.connect_address(endpoint)
+        peers = self._peers
+        peer = peers.get(addr)
+        if peer is not None:
+            peers.move_to_end(addr)
+            return peer
+        if len(peers) >= self._cfg.max_peers:
+            self._evict_one()
+        sock = self._ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, self._cfg.linger_ms)
+        try:
+            sock.connect(addr)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            log.warning("cannot connect to %r: %s", addr, exc)
+            return None
+        peer = _Peer(sock)
+        peers[addr] = peer
+        return peer
+
+    def _evict_one(self) -> None:
+        for addr, peer in self._peers.items():
+            if not peer.backlog:
+                del self._peers[addr]
+                peer.sock.close()
+                return
+        # every peer has a backlog: close the oldest one anyway, counting what it held
+        addr, peer = self._peers.popitem(last=False)
+        self._stats.drop("peer_evicted", len(peer.backlog))
+        self._poller.unregister(peer.sock)
+        peer.sock.close(0)
+
+    def _send(self, endpoint: str, data: bytes) -> bool:
+        peer = self._peer(endpoint)
+        if peer is None:
+            self._stats.drop("bad_endpoint")
+            return False
+        if peer.backlog:  # keep FIFO behind what is already waiting
+            if len(peer.backlog) >= self._cfg.max_backlog:
+                self._stats.drop("peer_backlog_full")
+                return False
+            peer.backlog.append(data)
+            return True
+        try:
+            peer.sock.send(data, zmq.NOBLOCK)
+        except zmq.Again:  # high-water mark reached: hold it, wait for POLLOUT
+            peer.backlog.append(data)
+            self._poller.register(peer.sock, zmq.POLLOUT)
+            return True
+        except zmq.ZMQError as exc:
+            log.warning("send to %r failed: %s", endpoint, exc)
+            self._stats.drop("send_error")
+            return False
+        self._stats.inc("messages_out")
+        return True
+
+    def _flush(self, sock: zmq.Socket) -> None:
+        for peer in self._peers.values():
+            if peer.sock is sock:
+                break
+        else:
+            self._poller.unregister(sock)
+            return
+        backlog = peer.backlog
+        sent = 0
+        while backlog:
+            try:
+                sock.send(backlog[0], zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except zmq.ZMQError as exc:
+                log.warning("send failed: %s", exc)
+                self._stats.drop("send_error", len(backlog))
+                backlog.clear()
+                break
+            backlog.popleft()
+            sent += 1
+        if sent:
+            self._stats.inc("messages_out", sent)
+        if not backlog:
+            self._poller.unregister(sock)
+
+    def _shutdown(self) -> None:
+        # Hand the remaining backlogs to ZeroMQ once more; whatever still does not fit
+        # is counted as dropped. Queued frames then get linger_ms to leave in ctx.term().
+        for peer in self._peers.values():
+            if peer.backlog:
+                self._flush(peer.sock)
+                if peer.backlog:
+                    self._stats.drop("unsent_at_shutdown", len(peer.backlog))
+                    peer.backlog.clear()
+            peer.sock.close()
+        self._peers.clear()
+        if self._pull is not None:
+            self._pull.close(0)
+            self._pull = None
+        self._wake_rx.close(0)
+        self._wake_rx = None
+        with self._lock:
+            self._closed = True
+            leftover = len(self._outq)
+            self._outq.clear()
+        if leftover:
+            self._stats.drop("transport_stopped", leftover)

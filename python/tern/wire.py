@@ -1,0 +1,143 @@
+"""The JSON envelope: encoding ours, and checking every inbound frame as untrusted.
+
+See docs/python.md and the shared wire-protocol page. One ZeroMQ frame holds one UTF-8
+JSON object with exactly five keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+__all__ = ["ENVELOPE_KEYS", "Envelope", "FrameError", "encode", "decode_frame", "connect_address"]
+
+ENVELOPE_KEYS = ("sender_actor", "sender_endpoint", "receiver", "message_type", "message")
+_KEYSET = frozenset(ENVELOPE_KEYS)
+
+_encoder = json.JSONEncoder(allow_nan=False)  # NaN/Infinity are not JSON; peers would choke
+
+
+class Envelope:
+    """A checked inbound envelope (all five keys present with the right types)."""
+
+    __slots__ = ENVELOPE_KEYS
+
+    def __init__(self, sender_actor: Optional[str], sender_endpoint: Optional[str],
+                 receiver: str, message_type: str, message: dict) -> None:
+        self.sender_actor = sender_actor
+        self.sender_endpoint = sender_endpoint
+        self.receiver = receiver
+        self.message_type = message_type
+        self.message = message
+
+    @property
+    def replyable(self) -> bool:
+        """True when both sender fields are non-null strings (and the endpoint is tcp:// or
+        ipc://): only then may we answer."""
+        return _replyable(self.sender_actor, self.sender_endpoint)
+
+
+# Transports a reply may be pushed to. An endpoint taken from the network must not make
+# us connect to an inproc:// socket of our own process (or any other odd transport).
+_REPLY_SCHEMES = ("tcp://", "ipc://")
+
+
+def _replyable(actor: Any, endpoint: Any) -> bool:
+    return (isinstance(actor, str) and bool(actor) and isinstance(endpoint, str)
+            and endpoint.startswith(_REPLY_SCHEMES))
+
+
+class FrameError(Exception):
+    """An inbound frame we cannot deliver.
+
+    ``cause`` is the drop counter key; ``reason`` the Reject reason; the ``sender_*``,
+    ``receiver`` and ``message_type`` attributes hold whatever could be salvaged, so a
+    Reject can still be sent when the sender is known.
+    """
+
+    def __init__(self, cause: str, reason: str, obj: Any = None) -> None:
+        super().__init__(reason)
+        self.cause = cause
+        self.reason = reason
+        get = obj.get if isinstance(obj, dict) else (lambda _k: None)
+        self.sender_actor = get("sender_actor")
+        self.sender_endpoint = get("sender_endpoint")
+        receiver = get("receiver")
+        mtype = get("message_type")
+        self.receiver = receiver if isinstance(receiver, str) else ""
+        self.message_type = mtype if isinstance(mtype, str) else ""
+
+    @property
+    def replyable(self) -> bool:
+        return _replyable(self.sender_actor, self.sender_endpoint)
+
+
+def encode(sender_actor: Optional[str], sender_endpoint: Optional[str], receiver: str,
+           message_type: str, message: dict) -> bytes:
+    """One envelope as UTF-8 JSON bytes, keys in the Python peer's order.
+
+    Raises TypeError/ValueError if the payload is not JSON-serialisable.
+    """
+    return _encoder.encode({
+        "sender_actor": sender_actor,
+        "sender_endpoint": sender_endpoint,
+        "receiver": receiver,
+        "message_type": message_type,
+        "message": message,
+    }).encode("utf-8")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_frame(frame: bytes) -> Envelope:
+    """Check one frame and return its Envelope; raises FrameError, never anything else."""
+    if not frame:
+        raise FrameError("empty", "Empty frame")
+    try:
+        text = frame.decode("utf-8")  # strict: json.loads(bytes) would guess UTF-16/32
+    except UnicodeDecodeError:
+        raise FrameError("invalid_utf8", "Frame is not valid UTF-8") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise FrameError("bad_json", f"Malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise FrameError("not_object", "Envelope must be a JSON object")
+    if len(obj) != 5 or obj.keys() != _KEYSET:
+        for key in ENVELOPE_KEYS:
+            if key not in obj:
+                raise FrameError("bad_envelope", f"Missing envelope key '{key}'", obj)
+        extra = sorted(k for k in obj if k not in _KEYSET)
+        raise FrameError("bad_envelope", f"Unexpected envelope key '{extra[0]}'", obj)
+    sa, se = obj["sender_actor"], obj["sender_endpoint"]
+    receiver, mtype, message = obj["receiver"], obj["message_type"], obj["message"]
+    if sa is not None and not isinstance(sa, str):
+        raise FrameError("bad_envelope", "Envelope key 'sender_actor' must be a string or null", obj)
+    if se is not None and not isinstance(se, str):
+        raise FrameError("bad_envelope",
+                         "Envelope key 'sender_endpoint' must be a string or null", obj)
+    if not isinstance(receiver, str):
+        raise FrameError("bad_envelope", "Envelope key 'receiver' must be a string", obj)
+    if not isinstance(mtype, str):
+        raise FrameError("bad_envelope", "Envelope key 'message_type' must be a string", obj)
+    if not isinstance(message, dict):
+        raise FrameError("bad_envelope", "Envelope key 'message' must be an object", obj)
+    return Envelope(sa, se, receiver, mtype, message)
+
+
+def salvage(frame: bytes) -> Any:
+    """Best-effort parse of a frame that is being dropped anyway (for its sender fields)."""
+    try:
+        return json.loads(frame.decode("utf-8"), parse_constant=_reject_constant)
+    except Exception:
+        return None
+
+
+def connect_address(endpoint: str) -> str:
+    """The address to connect to: bind hosts ``*`` / ``0.0.0.0`` become ``localhost``."""
+    for wild in ("tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"):
+        if endpoint.startswith(wild):
+            return "tcp://localhost:" + endpoint[len(wild):]
+    return endpoint
