@@ -7,9 +7,11 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include <tern/group.hpp>
 #include <tern/histogram.hpp>
 
 #include "runtime.hpp"
+#include "timer.hpp"
 
 namespace tern {
 
@@ -49,6 +51,12 @@ Manager::~Manager() {
   if (started_ && !ended_) end();
 }
 
+detail::TimerService& Manager::timers() {
+  // Created on first use (any thread may start a timer): guarded by a once_flag.
+  std::call_once(timers_once_, [this] { timers_ = std::make_unique<detail::TimerService>(); });
+  return *timers_;
+}
+
 ActorRef Manager::manage(std::string name, std::unique_ptr<Actor> actor, ThreadConfig thread,
                          MailboxConfig mailbox) {
   if (started_) throw std::logic_error("tern: manage('" + name + "') after init()");
@@ -85,7 +93,10 @@ void Manager::instrument(bool on) {
 
 void Manager::attach(Group& group) {
   if (started_) throw std::logic_error("tern: Manager::attach after init()");
+  for (Group* g : groups_)
+    if (g == &group) throw std::invalid_argument("tern: group '" + std::string(group.name()) + "' attached twice");
   groups_.push_back(&group);
+  group.set_manager(this);
 }
 
 void Manager::init() {
@@ -104,6 +115,8 @@ void Manager::init() {
       e->actor->run_thread(e->thread.wake, e->thread.spin_limit, &e->started);
     });
   }
+  // Group actors first: they get Start before any dedicated actor can send to them.
+  for (Group* g : groups_) g->start();
   std::string errors;
   for (auto& e : entries_) {
     wait_for(e->configured, 0);
@@ -121,6 +134,8 @@ void Manager::init() {
   }
   if (verdict == 2) {
     for (auto& e : entries_) e->th.join();
+    for (Group* g : groups_) g->stop();
+    if (timers_) timers_->stop();
     ended_ = true;
     throw std::runtime_error("tern: ThreadConfig refused: " + errors);
   }
@@ -154,13 +169,17 @@ void Manager::end() {
   ended_ = true;
   // Phase 1: close every mailbox, then wait until every actor thread has come round its
   // loop once (so no handler is mid-send with a stale view of "open").
+  if (timers_) timers_->stop();
   for (auto& e : entries_) e->actor->mailbox().close();
+  for (Group* g : groups_) g->close_mailboxes();
   for (auto& e : entries_) {
     Runtime::phase(*e->actor).store(1, std::memory_order_seq_cst);
     e->actor->mailbox().wake();
   }
   for (auto& e : entries_) wait_for(Runtime::ack(*e->actor), 0);
-  // Phase 2: drain everything accepted, deliver Shutdown, exit.
+  // Groups drain what they accepted and get Shutdown; then phase 2 for dedicated actors:
+  // drain everything accepted, deliver Shutdown, exit.
+  for (Group* g : groups_) g->stop();
   for (auto& e : entries_) {
     Runtime::phase(*e->actor).store(2, std::memory_order_seq_cst);
     e->actor->mailbox().wake();
@@ -171,13 +190,29 @@ void Manager::end() {
 ActorRef Manager::find(std::string_view name) const noexcept {
   for (const auto& e : entries_)
     if (e->actor->name() == name) return ActorRef(e->actor.get());
+  for (const Group* g : groups_)
+    if (ActorRef r = g->find(name)) return r;
   return {};
 }
 
 std::vector<ActorStats> Manager::stats() const {
   std::vector<ActorStats> out;
   for (const auto& e : entries_) out.push_back(e->actor->stats());
+  for (const Group* g : groups_)
+    for (const ActorStats& s : g->stats()) out.push_back(s);
   return out;
+}
+
+// ---- Actor timers (here: they need the Manager's timer service) -------------------------
+
+std::uint64_t Actor::start_timer(std::uint64_t after_us, std::uint64_t period_us) {
+  if (!manager_)
+    throw std::logic_error("tern: actor '" + name_ + "' has no Manager: timers need one");
+  return manager_->timers().start(this, after_us, period_us);
+}
+
+bool Actor::cancel_timer(std::uint64_t id) noexcept {
+  return manager_ && manager_->timers_ && manager_->timers_->cancel(id);
 }
 
 ThreadReport Manager::thread_report(std::string_view name) const {

@@ -97,6 +97,15 @@ class Actor {
   /// Called for a message type with no handler. Default: counts it (stats().unhandled).
   virtual void on_unhandled(const MessageInfo& info, const void* msg);
 
+  /// Timers: a Timeout{id, due_ns, fired_ns} arrives through this actor's mailbox after
+  /// `after_us` microseconds, then every `period_us` if nonzero. Returns the id (never 0).
+  /// Any thread; needs a Manager (manage() or a Group attached to one), else throws
+  /// std::logic_error. After cancel_timer(id) returns true no new Timeout for it is sent
+  /// (one already in the mailbox still arrives). One timer thread per Manager; no
+  /// allocation per firing.
+  std::uint64_t start_timer(std::uint64_t after_us, std::uint64_t period_us = 0);
+  bool cancel_timer(std::uint64_t id) noexcept;
+
   /// The Manager running this actor (nullptr before manage()).
   Manager* manager() const noexcept { return manager_; }
 

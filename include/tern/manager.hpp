@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -14,6 +15,11 @@
 #include <tern/thread_config.hpp>
 
 namespace tern {
+
+class Group;
+namespace detail {
+class TimerService;
+}
 
 class Manager {
  public:
@@ -60,14 +66,19 @@ class Manager {
   /// What applying each actor's ThreadConfig did (after init()).
   ThreadReport thread_report(std::string_view name) const;
 
-  /// Registers a Group (tern/group.hpp) so init/end start and stop it with the actors.
-  void attach(class Group& group);
+  /// Registers a Group (tern/group.hpp) so init/end start and stop it with the actors: its
+  /// actors get Start before the dedicated ones, and become reachable through find().
+  /// Set-up only. The Group must outlive end().
+  void attach(Group& group);
 
  private:
+  friend class Actor;
   struct Entry;
-  void stop_all();
+  detail::TimerService& timers();
   std::vector<std::unique_ptr<Entry>> entries_;
-  std::vector<class Group*> groups_;
+  std::vector<Group*> groups_;
+  std::unique_ptr<detail::TimerService> timers_;
+  std::once_flag timers_once_;
   std::atomic<std::uint32_t> stop_word_{0};
   bool instrument_ = false;
   bool started_ = false;

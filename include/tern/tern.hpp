@@ -3,6 +3,7 @@
 #include <tern/actor.hpp>
 #include <tern/actor_ref.hpp>
 #include <tern/config.hpp>
+#include <tern/group.hpp>
 #include <tern/histogram.hpp>
 #include <tern/mailbox.hpp>
 #include <tern/manager.hpp>
