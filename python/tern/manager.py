@@ -24,15 +24,13 @@ log = logging.getLogger("tern")
 class _Timers:
     """One thread per Manager; a heap of deadlines and a Condition wait until the next."""
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, int]] = []  # (deadline, timer id, generation)
-        self._live: dict[int, tuple[_Cell, float, int]] = {}  # id -> (cell, period|0, gen)
+        self._heap: list[tuple[float, int]] = []  # (deadline, timer id); ids never repeat
+        self._live: dict[int, tuple[_Cell, float]] = {}  # id -> (cell, period or 0.0)
         self._ids = itertools.count(1)
-        self._gens = itertools.count(1)
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
-        self._stats = stats
 
     def add(self, cell: _Cell, seconds: float, periodic: bool) -> int:
         seconds = float(seconds)
@@ -42,23 +40,22 @@ class _Timers:
             raise ValueError("a periodic timer needs a period > 0")
         with self._cond:
             tid = next(self._ids)
-            gen = next(self._gens)
-            self._live[tid] = (cell, seconds if periodic else 0.0, gen)
+            self._live[tid] = (cell, seconds if periodic else 0.0)
             cell.timers.add(tid)
-            heapq.heappush(self._heap, (time.monotonic() + seconds, tid, gen))
-            if self._heap[0][1] == tid:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, tid))
+            if self._heap[0][1] == tid:  # new earliest deadline: re-arm the wait
                 self._cond.notify()
         return tid
 
     def cancel(self, cell: _Cell, tid: int) -> bool:
         with self._cond:
-            entry = self._live.get(tid)
-            if entry is None or entry[0] is not cell:
+            if tid not in cell.timers:
                 return False
-            del self._live[tid]
-            known = tid in cell.timers
-            cell.timers.discard(tid)  # a Timeout already queued is skipped by the actor
-        return known
+            # Also covers a one-shot that fired but whose Timeout is still queued: the
+            # actor skips Timeouts whose id is no longer in cell.timers.
+            cell.timers.discard(tid)
+            self._live.pop(tid, None)  # its heap entry is skipped when it comes up
+        return True
 
     def is_periodic(self, tid: int) -> bool:
         entry = self._live.get(tid)
@@ -82,20 +79,20 @@ class _Timers:
                 if not heap:
                     cond.wait()
                     continue
-                deadline, tid, gen = heap[0]
+                deadline, tid = heap[0]
                 now = time.monotonic()
                 if deadline > now:
                     cond.wait(deadline - now)
                     continue
                 heapq.heappop(heap)
                 entry = live.get(tid)
-                if entry is None or entry[2] != gen:
+                if entry is None:
                     continue  # cancelled
-                cell, period, _ = entry
+                cell, period = entry
                 if period > 0.0:
                     # Next deadline from the previous one (no drift); if we fell behind,
                     # do not fire a burst to catch up.
-                    heapq.heappush(heap, (max(deadline + period, now), tid, gen))
+                    heapq.heappush(heap, (max(deadline + period, now), tid))
                 else:
                     del live[tid]
                 cell.put(Timeout(tid), _FROM_TIMER)
@@ -126,7 +123,7 @@ class Manager:
         self._lock = threading.Lock()
         self._state = "new"  # new -> running -> ended
         self._terminated = threading.Event()
-        self._timers = _Timers(self._stats)
+        self._timers = _Timers()
         self._transport = Transport(endpoint, self._route, self._stats,
                                     TransportConfig(**transport_options))
 

@@ -276,3 +276,29 @@ def test_stats_count_local_traffic(start_manager):
     assert s["local_messages"] == 20 and s["messages_in"] == 0 and s["messages_out"] == 0
     assert s["unhandled"] == 10  # the Collector's Pongs
     assert s["dropped_total"] == 0
+
+
+def test_cancel_after_fire_suppresses_the_queued_timeout(start_manager):
+    class Canceller(tern.Actor):
+        def __init__(self):
+            self.fired = []
+            self.result = None
+            self.done = threading.Event()
+
+        def on_start(self, msg, sender):
+            tid = self.start_timer(0.0)
+            time.sleep(0.05)  # the Timeout is fired and queued behind this handler
+            self.result = self.cancel_timer(tid)
+            self.self_ref.send(Ping(1))
+
+        def on_timeout(self, msg, sender):
+            self.fired.append(msg.id)
+
+        def on_ping(self, msg, sender):
+            self.done.set()
+
+    actor = Canceller()
+    mgr = start_manager(lambda m: m.manage("c", actor), remote=False)
+    assert actor.done.wait(WAIT)
+    assert actor.result is True and actor.fired == []
+    assert mgr.stats()["timers_fired"] == 0
