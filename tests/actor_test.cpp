@@ -254,7 +254,7 @@ TEST_CASE("per-sender FIFO with several producer threads plus fast_send: nothing
     ActorRef ref = mgr.manage("counter", std::unique_ptr<Actor>(c), tc, MailboxConfig{256});
     mgr.init();
     constexpr std::uint32_t kProducers = 3;
-    constexpr std::uint64_t kEach = 100'000;
+    const std::uint64_t kEach = tern::test::scaled(100'000) / 1000 * 1000;
     std::vector<std::thread> ps;
     for (std::uint32_t p = 0; p < kProducers; ++p)
       ps.emplace_back([&, p] {

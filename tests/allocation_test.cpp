@@ -12,6 +12,11 @@
 
 #include "test_util.hpp"
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// Sanitizers replace malloc themselves; counting through __libc_malloc would break them.
+TEST_CASE("steady state makes zero heap allocations across 1,000,000 messages" *
+          doctest::skip(true)) {}
+#else
 namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<std::uint64_t> g_allocs{0};
@@ -115,3 +120,4 @@ TEST_CASE("steady state makes zero heap allocations across 1,000,000 messages") 
   CHECK(fast_ok == 100'000);
   CHECK(allocs == 0);
 }
+#endif

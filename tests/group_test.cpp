@@ -71,7 +71,7 @@ TEST_CASE("1,000 actors on a group: exact counts, per-sender order, never two th
       mgr.init();
       for (Cell* c : cells) CHECK(c->started);
       constexpr std::uint32_t kProducers = 3;
-      constexpr std::uint64_t kRounds = 100;  // per producer per actor
+      const std::uint64_t kRounds = tern::test::scaled(100);  // per producer per actor
       std::vector<std::thread> ps;
       for (std::uint32_t p = 0; p < kProducers; ++p)
         ps.emplace_back([&, p] {

@@ -6,6 +6,8 @@
 
 #include <tern/mailbox.hpp>
 
+#include "test_util.hpp"
+
 using tern::detail::PushStatus;
 using tern::detail::Ring;
 using tern::detail::Slot;
@@ -86,12 +88,12 @@ TEST_CASE("a closed ring refuses new messages but keeps the accepted ones") {
 
 TEST_CASE("four producers into one MPSC ring: exact count and per-producer order") {
   constexpr std::uint32_t kProducers = 4;
-  constexpr std::uint64_t kEach = 250'000;
+  const std::uint64_t kEach = tern::test::scaled(250'000);
   Ring r;
   r.init(1024);
   std::vector<std::thread> ps;
   for (std::uint32_t p = 0; p < kProducers; ++p) {
-    ps.emplace_back([&r, p] {
+    ps.emplace_back([&r, p, kEach] {
       for (std::uint64_t i = 0; i < kEach;) {
         if (r.push_mpsc(fill(p, i), false) == PushStatus::ok)
           ++i;
@@ -121,7 +123,7 @@ TEST_CASE("four producers into one MPSC ring: exact count and per-producer order
 }
 
 TEST_CASE("SPSC ring across two threads delivers every message once, in order") {
-  constexpr std::uint64_t kN = 1'000'000;
+  const std::uint64_t kN = tern::test::scaled(1'000'000);
   Ring r;
   r.init(256);
   std::thread prod([&] {

@@ -64,7 +64,8 @@ TEST_CASE("ping-pong runs end to end with each wake strategy and terminate from 
     ThreadConfig tc;
     tc.wake = w;
     ActorRef pong = mgr.emplace<PongActor>("pong", tc, {});
-    auto* ping = new PingActor(pong, 20'000);
+    const int rounds = static_cast<int>(tern::test::scaled(20'000));
+    auto* ping = new PingActor(pong, rounds);
     mgr.manage("ping", std::unique_ptr<Actor>(ping), tc);
     mgr.init();
     CHECK(ping->started);
@@ -77,10 +78,10 @@ TEST_CASE("ping-pong runs end to end with each wake strategy and terminate from 
     mgr.run();
     watchdog.join();
     mgr.end();
-    CHECK(ping->last == 20'000);
+    CHECK(ping->last == rounds);
     CHECK(ping->bad == 0);
     CHECK(ping->shut);
-    CHECK(mgr.find("pong").actor()->stats().handled == 20'000);
+    CHECK(mgr.find("pong").actor()->stats().handled == static_cast<std::uint64_t>(rounds));
   }
 }
 
