@@ -11,7 +11,6 @@ so it never sleeps on a timer and never blocks on a slow peer.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from collections import OrderedDict, deque
@@ -25,8 +24,6 @@ from .stats import Stats
 __all__ = ["Transport", "TransportConfig"]
 
 log = logging.getLogger("tern")
-
-_ids = itertools.count(1)
 
 
 class TransportConfig:
@@ -93,7 +90,7 @@ class Transport:
                     pull.close(0)
                     raise OSError(exc.errno, f"cannot bind {self.bind!r}: {exc}") from None
                 self._pull = pull
-            addr = f"inproc://tern-wake-{id(self)}-{next(_ids)}"
+            addr = "inproc://tern-wake"  # each Manager has its own Context
             self._wake_rx = ctx.socket(zmq.PAIR)
             self._wake_rx.setsockopt(zmq.LINGER, 0)
             self._wake_rx.bind(addr)
@@ -114,8 +111,7 @@ class Transport:
         self._thread.start()
         with self._lock:
             if self._outq and not self._wake_pending:  # posted before start()
-                self._wake_pending = True
-                self._wake_tx.send(b"")
+                self._wake()
 
     def post(self, endpoint: str, data: bytes) -> bool:
         """Queue one encoded envelope for ``endpoint``. Any thread; never blocks on I/O.
@@ -127,23 +123,29 @@ class Transport:
                 self._stats.drop("transport_stopped")
                 return False
             self._outq.append((endpoint, data))
-            if self._wake_pending or self._wake_tx is None:
-                return True
-            self._wake_pending = True
-            # PAIR's pipe holds at most one wake frame at a time, so this never blocks.
-            self._wake_tx.send(b"")
+            if not self._wake_pending and self._wake_tx is not None:
+                self._wake()
         return True
+
+    def _wake(self) -> None:
+        # Called with _lock held. At most one wake frame is ever outstanding (the flag is
+        # cleared only after the transport took it), so the PAIR never fills; NOBLOCK
+        # only matters if the transport thread has died and closed its end.
+        self._wake_pending = True
+        try:
+            self._wake_tx.send(b"", zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
     def stop(self) -> None:
         """Send what is queued, close every socket (waiting up to linger_ms), join."""
         with self._lock:
-            if self._closed:
+            if self._stopping:
                 return
-            self._closed = True
             self._stopping = True
+            self._closed = True
             if self._wake_tx is not None and not self._wake_pending:
-                self._wake_pending = True
-                self._wake_tx.send(b"")
+                self._wake()
         if self._thread is not None:
             self._thread.join()
         else:  # never started: what was posted will never leave
@@ -157,10 +159,6 @@ class Transport:
         if self._ctx is not None:
             self._ctx.term()  # waits for linger on the PUSH sockets closed by the thread
             self._ctx = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     # -- transport thread --------------------------------------------------------------
 

@@ -54,9 +54,9 @@ def run_ping(port, *args, timeout=30):
                           capture_output=True, text=True, env=env(), timeout=timeout)
 
 
-def stop(proc):
+def stop(proc, sig=signal.SIGTERM):
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
     try:
         out, err = proc.communicate(timeout=WAIT)
     except subprocess.TimeoutExpired:
@@ -131,7 +131,7 @@ def test_research_actor_answers_quotes_with_signals(start_manager):
         sender = got[0][1]
         assert (sender.name, sender.endpoint) == ("research", f"tcp://localhost:{port}")
     finally:
-        rc, out, _ = stop(research)
+        rc, out, _ = stop(research, signal.SIGINT)
     assert rc == 0 and "answered 4 quotes" in out
 
 
