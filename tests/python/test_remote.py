@@ -2,10 +2,8 @@
 
 import json
 import threading
-import time
 
 import pytest
-import zmq
 
 import tern
 from conftest import WAIT, Collector, wait_until
