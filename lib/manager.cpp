@@ -184,7 +184,10 @@ void Manager::end() {
     Runtime::phase(*e->actor).store(2, std::memory_order_seq_cst);
     e->actor->mailbox().wake();
   }
-  for (auto& e : entries_) e->th.join();
+  for (auto& e : entries_) {
+    e->th.join();
+    if (e->report.isolated_cpu >= 0) release_isolated_core(e->report.isolated_cpu);
+  }
 }
 
 ActorRef Manager::find(std::string_view name) const noexcept {

@@ -6,9 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 #include <alloca.h>
 
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -16,6 +17,8 @@
 #include <string>
 
 #include <tern/thread_config.hpp>
+
+#include "cpu_topology.hpp"
 
 namespace tern {
 
@@ -38,15 +41,6 @@ int policy_value(SchedPolicy p) {
   }
 }
 
-std::string cpu_list_text(const std::vector<int>& cpus) {
-  std::string s;
-  for (int c : cpus) {
-    if (!s.empty()) s += ',';
-    s += std::to_string(c);
-  }
-  return s;
-}
-
 void prefault_stack(std::uint32_t kb) {
   // why volatile: the compiler must not drop writes to a buffer nobody reads.
   volatile unsigned char* p = static_cast<unsigned char*>(alloca(std::size_t{kb} * 1024));
@@ -55,41 +49,63 @@ void prefault_stack(std::uint32_t kb) {
 
 }  // namespace
 
-std::vector<int> parse_cpu_list(const std::string& text) {
-  std::vector<int> out;
-  std::size_t i = 0;
-  auto fail = [&]() -> std::invalid_argument {
-    return std::invalid_argument("bad CPU list '" + text + "': expected e.g. 0-3,5");
-  };
-  auto number = [&]() {
-    if (i >= text.size() || !std::isdigit(static_cast<unsigned char>(text[i]))) throw fail();
-    long v = 0;
-    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
-      v = v * 10 + (text[i++] - '0');
-      if (v > 1 << 20) throw fail();
+std::vector<int> parse_cpu_list(const std::string& text) { return detail::parse_cpu_list(text); }
+
+namespace {
+struct Isolation {
+  std::mutex mu;
+  std::string root;
+  std::unique_ptr<detail::IsolatedCoreAllocator> alloc;
+  detail::CpuTopology topo;
+  bool warned = false;
+};
+Isolation& isolation() {
+  static Isolation iso;
+  return iso;
+}
+}  // namespace
+
+void set_sysfs_root(std::string root) {
+  Isolation& iso = isolation();
+  std::lock_guard lk(iso.mu);
+  iso.root = std::move(root);
+  iso.alloc.reset();
+  iso.warned = false;
+}
+
+void release_isolated_core(int cpu) {
+  Isolation& iso = isolation();
+  std::lock_guard lk(iso.mu);
+  if (iso.alloc) iso.alloc->release(cpu);
+}
+
+/// An isolated core for `who`, or -1 with a warning (once per process) naming what is missing.
+static int take_isolated_core(bool allow_smt, const std::string& who, const std::vector<int>& fallback) {
+  Isolation& iso = isolation();
+  std::lock_guard lk(iso.mu);
+  if (!iso.alloc) {
+    if (iso.root.empty()) {
+      const char* env = std::getenv("TERN_SYSFS_ROOT");
+      iso.root = env && *env ? env : "/sys";
     }
-    return static_cast<int>(v);
-  };
-  std::string t = text;
-  while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
-  if (t.empty()) return out;
-  while (i < t.size()) {
-    const int a = number();
-    int b = a;
-    if (i < t.size() && t[i] == '-') {
-      ++i;
-      b = number();
-      if (b < a) throw fail();
-    }
-    for (int c = a; c <= b; ++c) out.push_back(c);
-    if (i < t.size()) {
-      if (t[i] != ',') throw fail();
-      ++i;
-    }
+    iso.topo = detail::CpuTopology::read(iso.root);
+    iso.alloc = std::make_unique<detail::IsolatedCoreAllocator>(iso.topo);
   }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
+  if (auto cpu = iso.alloc->take(allow_smt)) return *cpu;
+  if (!iso.warned) {
+    iso.warned = true;
+    std::string why = iso.topo.isolated.empty()
+                          ? "the kernel isolates no CPUs (" + iso.root +
+                                "/devices/system/cpu/isolated is empty): add isolcpus=, nohz_full= "
+                                "and rcu_nocbs= to the kernel command line (scripts/cpu-isolation "
+                                "check shows the exact line)"
+                          : "every isolated CPU (" + detail::format_cpu_list(iso.topo.isolated) +
+                                ") is taken" + (allow_smt ? "" : " or an SMT sibling of a taken one");
+    std::fprintf(stderr, "tern: warning: no isolated core for %s: %s; using %s\n", who.c_str(),
+                 why.c_str(),
+                 fallback.empty() ? "any CPU" : ("CPUs " + detail::format_cpu_list(fallback)).c_str());
+  }
+  return -1;
 }
 
 ThreadReport apply_thread_config(const ThreadConfig& cfg, const std::string& who) {
@@ -103,7 +119,8 @@ ThreadReport apply_thread_config(const ThreadConfig& cfg, const std::string& who
   if (int rc = pthread_setname_np(pthread_self(), name.c_str()); rc != 0)
     problem("thread name '" + name + "' refused: " + std::strerror(rc));
 
-  if (cfg.lock_memory) {
+  const char* mlock_env = std::getenv("TERN_MLOCK");
+  if (cfg.lock_memory || (mlock_env && std::string(mlock_env) == "1")) {
     static std::once_flag once;
     static int mlock_errno = 0;
     std::call_once(once, [] {
@@ -114,12 +131,17 @@ ThreadReport apply_thread_config(const ThreadConfig& cfg, const std::string& who
               " (raise RLIMIT_MEMLOCK: ulimit -l unlimited, or run with CAP_IPC_LOCK)");
   }
 
-  if (!cfg.cpus.empty()) {
+  std::vector<int> cpus = cfg.cpus;
+  if (cfg.isolated) {
+    rep.isolated_cpu = take_isolated_core(cfg.allow_smt_sibling, who, cfg.cpus);
+    if (rep.isolated_cpu >= 0) cpus = {rep.isolated_cpu};
+  }
+  if (!cpus.empty()) {
     const long ncpu = sysconf(_SC_NPROCESSORS_CONF);
     cpu_set_t set;
     CPU_ZERO(&set);
     bool bad = false;
-    for (int c : cfg.cpus) {
+    for (int c : cpus) {
       if (c < 0 || c >= ncpu || c >= CPU_SETSIZE) {
         problem("CPU " + std::to_string(c) + " does not exist (this machine has CPUs 0-" +
                 std::to_string(ncpu - 1) + ")");
@@ -130,7 +152,7 @@ ThreadReport apply_thread_config(const ThreadConfig& cfg, const std::string& who
     }
     if (!bad) {
       if (int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set); rc != 0)
-        problem("affinity to CPUs " + cpu_list_text(cfg.cpus) + " refused: " + std::strerror(rc));
+        problem("affinity to CPUs " + detail::format_cpu_list(cpus) + " refused: " + std::strerror(rc));
     }
   }
 
@@ -162,13 +184,13 @@ ThreadReport apply_thread_config(const ThreadConfig& cfg, const std::string& who
   pthread_getschedparam(pthread_self(), &rep.policy, &sp);
   rep.priority = sp.sched_priority;
   if (rep.ok) {
-    if (!cfg.cpus.empty()) {
-      std::vector<int> want = cfg.cpus;
+    if (!cpus.empty()) {
+      std::vector<int> want = cpus;
       std::sort(want.begin(), want.end());
       want.erase(std::unique(want.begin(), want.end()), want.end());
       if (want != rep.cpus)
-        problem("affinity reads back as CPUs " + cpu_list_text(rep.cpus) + ", asked " +
-                cpu_list_text(want));
+        problem("affinity reads back as CPUs " + detail::format_cpu_list(rep.cpus) + ", asked " +
+                detail::format_cpu_list(want));
     }
     if (cfg.policy != SchedPolicy::other &&
         (rep.policy != policy_value(cfg.policy) || rep.priority != cfg.priority))

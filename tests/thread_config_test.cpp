@@ -3,6 +3,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 #include <tern/thread_config.hpp>
@@ -68,4 +70,55 @@ TEST_CASE("SCHED_FIFO is applied when permitted, or refused with the reason") {
     REQUIRE(rep.problems.size() == 1);
     CHECK(rep.problems[0].find("SCHED_FIFO priority 10 refused") != std::string::npos);
   }
+}
+
+namespace {
+std::string fixture(const char* name) {
+  const char* root = std::getenv("TERN_SOURCE_ROOT");
+  return std::string(root ? root : ".") + "/tests/fixtures/cpu/" + name + "/sys";
+}
+ThreadReport run_isolated(bool allow_smt, std::vector<int> fallback = {}) {
+  ThreadReport rep;
+  std::thread t([&] {
+    ThreadConfig c;
+    c.isolated = true;
+    c.allow_smt_sibling = allow_smt;
+    c.cpus = fallback;
+    rep = apply_thread_config(c, "iso");
+  });
+  t.join();
+  return rep;
+}
+}  // namespace
+
+TEST_CASE("isolated threads get their own isolated core, never an SMT sibling unless asked") {
+  set_sysfs_root(fixture("isolated"));  // isolated CPUs 1 and 3, SMT siblings of each other
+  const ThreadReport first = run_isolated(false);
+  CHECK(first.isolated_cpu == 1);
+  CHECK(first.ok);
+  CHECK(first.cpus == std::vector<int>{1});
+  // 3 is 1's sibling: refused without allow_smt_sibling -> falls back to the configured CPUs
+  const ThreadReport second = run_isolated(false, {0});
+  CHECK(second.isolated_cpu == -1);
+  CHECK(second.cpus == std::vector<int>{0});
+  // with allow_smt_sibling it gets CPU 3 (which this 2-CPU machine lacks: named as such)
+  const ThreadReport third = run_isolated(true);
+  CHECK(third.isolated_cpu == 3);
+  if (sysconf(_SC_NPROCESSORS_CONF) <= 3) {
+    REQUIRE_FALSE(third.problems.empty());
+    CHECK(third.problems[0].find("CPU 3 does not exist") != std::string::npos);
+  }
+  release_isolated_core(1);
+  release_isolated_core(3);
+  CHECK(run_isolated(false).isolated_cpu == 1);
+  set_sysfs_root("/sys");
+}
+
+TEST_CASE("with no isolated CPUs an isolated request falls back to the configured CPUs") {
+  set_sysfs_root(fixture("not_isolated"));
+  const ThreadReport rep = run_isolated(false, {0});
+  CHECK(rep.isolated_cpu == -1);
+  CHECK(rep.ok);
+  CHECK(rep.cpus == std::vector<int>{0});
+  set_sysfs_root("/sys");
 }

@@ -34,7 +34,8 @@ struct ThreadConfig {
   /// allow_smt_sibling. With none left: warn once and fall back to `cpus`.
   bool isolated = false;
   bool allow_smt_sibling = false;
-  /// mlockall(MCL_CURRENT | MCL_FUTURE) before Start (process-wide; done once).
+  /// mlockall(MCL_CURRENT | MCL_FUTURE) before Start (process-wide; done once). Also done
+  /// for every thread when the environment has TERN_MLOCK=1 (scripts/launch --mlock).
   bool lock_memory = false;
   /// Touch this many KiB of the thread's stack before Start so it never page-faults later.
   std::uint32_t prefault_stack_kb = 0;
@@ -56,5 +57,12 @@ ThreadReport apply_thread_config(const ThreadConfig& cfg, const std::string& who
 
 /// Parses "0-3,5" into {0,1,2,3,5}. Throws std::invalid_argument naming the bad text.
 std::vector<int> parse_cpu_list(const std::string& text);
+
+/// Where the launcher reads the CPU topology (isolated CPUs, SMT siblings): "/sys" unless
+/// the environment variable TERN_SYSFS_ROOT says otherwise, or this is called (set-up only,
+/// before any isolated thread starts; tests point it at fixture trees).
+void set_sysfs_root(std::string root);
+/// Gives back an isolated core handed out by apply_thread_config (ThreadReport::isolated_cpu).
+void release_isolated_core(int cpu);
 
 }  // namespace tern
