@@ -1,0 +1,159 @@
+// Gateway: the actor that connects this process to others over the JSON-over-ZeroMQ wire
+// protocol (docs/gateway.md). It binds one PULL endpoint, keeps one PUSH socket per peer
+// endpoint, and turns remote actors into ordinary ActorRefs:
+//
+//   tern::wire::Registry reg;
+//   reg.add<Ping>().add<Pong>();
+//   auto gw = std::make_unique<tern::Gateway>(reg, tern::GatewayConfig{.bind = "tcp://*:5002"});
+//   tern::ActorRef pong = gw->remote("pong", "tcp://localhost:5001");
+//   mgr.manage("gateway", std::move(gw));   // a thread of its own, like any actor
+//   ...  pong.send(Ping{1});                 // from any actor; replies come back as Pong
+//
+// Inbound frames go to the local actor named by `receiver` (expose(), else Manager::find);
+// its sender() is a remote ref, so reply() travels back through the gateway carrying our
+// actor name and endpoint. Every bad frame is counted by cause and, when the sender is
+// known, answered with a Reject. ZeroMQ sockets are used only on the gateway's own thread.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <tern/actor.hpp>
+#include <tern/actor_ref.hpp>
+#include <tern/wire.hpp>
+
+namespace tern {
+
+/// Gateway settings, fixed at construction.
+struct GatewayConfig {
+  /// The PULL endpoint to bind. Port `*` picks a free port ("tcp://127.0.0.1:*").
+  std::string bind = "tcp://*:5001";
+  /// What peers reply to (our sender_endpoint). Empty: the bound endpoint with a `*`,
+  /// `0.0.0.0` or `[::]` host rewritten to `localhost`.
+  std::string advertise;
+  /// Larger frames are dropped unparsed (counted as too_large; Reject when a bounded scan
+  /// of the frame finds the sender).
+  std::size_t max_frame_bytes = 64 * 1024;
+  /// Deepest JSON nesting accepted in a frame (counted as too_deep beyond).
+  std::uint32_t max_depth = 64;
+  /// Distinct remote actors (remote() plus inbound senders) remembered. Beyond it inbound
+  /// messages are still delivered, with an empty sender (counted: senders_untracked).
+  std::uint32_t max_remotes = 65536;
+  /// PUSH sockets kept open at once; the least recently used idle one is closed beyond it
+  /// (and reopened on next use).
+  std::uint32_t max_peers = 1024;
+  /// Frames held per peer while its ZeroMQ high-water mark is reached (sent in order when
+  /// it drains); beyond it they are dropped (peer_backlog_full).
+  std::uint32_t max_backlog = 100'000;
+  /// libzmq's defaults, which the other peers use.
+  int send_hwm = 1000;
+  int recv_hwm = 1000;
+  /// How long closing the gateway waits to flush queued outbound frames (ms).
+  int linger_ms = 1000;
+  /// Messages handled per turn from the mailbox, and frames read per turn from the socket.
+  std::uint32_t batch = 64;
+  /// futex wake: idle turns (each a non-blocking look at the mailbox and the socket)
+  /// before the thread parks in poll() on the socket and the mailbox's eventfd together.
+  std::uint32_t spin_turns = 64;
+  /// true: when the receiving actor is idle (lock free, mailbox empty) run its handler
+  /// right on the gateway thread instead of queueing it (one thread hand-off less per
+  /// message; the handler then runs outside the actor's own ThreadConfig).
+  bool inline_dispatch = false;
+};
+
+/// Why a message or frame was dropped (GatewayStats::dropped is indexed by it).
+enum class GatewayDrop : std::uint8_t {
+  // inbound frames
+  empty,           ///< zero-byte frame
+  too_large,       ///< over max_frame_bytes
+  multipart,       ///< more than one ZeroMQ frame
+  invalid_utf8,    ///< not UTF-8
+  bad_json,        ///< malformed JSON
+  too_deep,        ///< nesting over max_depth
+  not_object,      ///< top level is not a JSON object
+  bad_envelope,    ///< envelope key missing, extra, repeated or mistyped
+  unknown_actor,   ///< no local actor of that name
+  unknown_type,    ///< message_type not registered
+  bad_payload,     ///< payload field missing, mistyped or out of range
+  actor_stopped,   ///< the local actor is shutting down
+  // outbound messages
+  unregistered_type,  ///< a local actor sent a type the registry does not know
+  encode_failed,      ///< a field JSON cannot carry (NaN, infinity, invalid UTF-8)
+  bad_endpoint,       ///< the peer endpoint is not tcp:// or ipc://, or connect failed
+  peer_backlog_full,  ///< max_backlog frames already waiting for that peer
+  send_failed,        ///< ZeroMQ refused the frame
+  count_
+};
+inline constexpr std::size_t kGatewayDropCauses = static_cast<std::size_t>(GatewayDrop::count_);
+/// The cause's name ("bad_payload", ...), as printed and as docs/gateway.md lists it.
+std::string_view to_string(GatewayDrop d) noexcept;
+
+/// Gateway counters: a relaxed snapshot, any thread.
+struct GatewayStats {
+  std::uint64_t frames_in = 0;          ///< ZeroMQ messages read (a multipart one counts once)
+  std::uint64_t messages_in = 0;        ///< decoded and handed to a local actor
+  std::uint64_t messages_out = 0;       ///< envelopes handed to ZeroMQ (Rejects included)
+  std::uint64_t rejects_sent = 0;       ///< Reject envelopes we answered with
+  std::uint64_t rejects_received = 0;   ///< Rejects delivered to our actors
+  std::uint64_t inbound_waits = 0;      ///< times a full local mailbox paused reading
+  std::uint64_t senders_untracked = 0;  ///< inbound senders not remembered (max_remotes)
+  std::uint64_t remotes = 0;            ///< remote actors known
+  std::uint64_t peers_open = 0;         ///< PUSH sockets open
+  std::uint64_t peers_evicted = 0;      ///< PUSH sockets closed to respect max_peers
+  std::uint64_t backlog = 0;            ///< outbound frames waiting for a peer's HWM
+  std::array<std::uint64_t, kGatewayDropCauses> dropped{};  ///< by GatewayDrop
+
+  std::uint64_t drops(GatewayDrop d) const noexcept { return dropped[static_cast<std::size_t>(d)]; }
+  std::uint64_t dropped_total() const noexcept;
+};
+
+/// The gateway actor. Manage it on a thread of its own (Manager::manage); it overrides the
+/// thread's loop to wait on its socket and its mailbox at once.
+class Gateway final : public Actor {
+ public:
+  /// Binds the PULL socket. Set-up; throws std::runtime_error naming the endpoint when the
+  /// bind fails and std::invalid_argument for a bad config value. Keeps a copy of `registry`.
+  Gateway(const wire::Registry& registry, GatewayConfig config);
+  ~Gateway() override;
+
+  /// A ref to actor `actor` in the process bound at `endpoint` ("tcp://host:5001"; a `*`
+  /// or 0.0.0.0 host is rewritten to localhost). The same pair gives the same ref. Any
+  /// thread; takes a lock and allocates the first time. Throws std::invalid_argument for an
+  /// endpoint that is not tcp:// or ipc://, std::length_error past max_remotes.
+  ActorRef remote(std::string_view actor, std::string_view endpoint);
+  /// Makes `target` reachable from other processes as `name` (it shadows an actor of that
+  /// name in the Manager). Without expose(), inbound messages go to Manager::find(receiver).
+  /// Set-up only (before Manager::init()).
+  void expose(std::string_view name, ActorRef target);
+
+  /// Our endpoint as peers see it (sender_endpoint), e.g. "tcp://localhost:5002".
+  std::string_view endpoint() const noexcept;
+  /// The endpoint actually bound, port resolved, e.g. "tcp://0.0.0.0:5002".
+  std::string_view bound_endpoint() const noexcept;
+  /// The registry copy in use.
+  const wire::Registry& registry() const noexcept;
+
+  /// Counters. Any thread. (Actor::stats() still gives this actor's mailbox counters.)
+  GatewayStats stats() const noexcept;
+
+  /// Handles one inbound frame exactly as if it had arrived on the PULL socket (decode,
+  /// deliver or count and Reject). The gateway's own thread only, or before Manager::init()
+  /// (tests and benchmarks). No allocation in the steady state.
+  void process_frame(const void* data, std::size_t size) noexcept;
+
+  struct Impl;  // lib/gateway/gateway.cpp
+
+ private:
+  void forward_remote(const MessageInfo& info, const void* msg, std::uint32_t peer,
+                      ActorRef from) override;
+  std::string_view remote_name(std::uint32_t peer) const noexcept override;
+  void run_thread(Wake wake, std::uint32_t spin_limit,
+                  std::atomic<std::uint32_t>* started) noexcept override;
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern
