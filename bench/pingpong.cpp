@@ -3,12 +3,21 @@
 //   spin  -> two threads bouncing one cache line (busy-poll)
 //   futex -> two threads doing std::atomic wait/notify ping-pong
 //   yield -> two threads bouncing one cache line with sched_yield() while waiting
-// and prints both distributions and the p50 ratio.
+// and prints both distributions and the p50 ratio. Then, also in the same run, labelled
+// baselines of ordinary queues carrying the same ball:
+//   moodycamel ReaderWriterQueue (spin: busy-poll; yield: poll + sched_yield;
+//                                 futex: BlockingReaderWriterQueue, spin then semaphore)
+//   bare futex syscalls (futex only: FUTEX_WAIT/FUTEX_WAKE, no user-space spinning)
+//   std::mutex + std::condition_variable + std::deque (the classic blocking mailbox)
+// --group runs both tern actors in one tern::Group (2 workers) instead of a thread each.
 #include <atomic>
 #include <cstdio>
 #include <string>
 #include <thread>
 
+#include <readerwriterqueue/readerwriterqueue.h>
+
+#include <tern/group.hpp>
 #include <tern/manager.hpp>
 
 #include "bench_util.hpp"
@@ -17,10 +26,16 @@ using namespace tern;
 
 static const char* kUsage =
     "usage: pingpong [--wake spin|futex|yield] [--iterations N] [--warmup N] [--cpus A,B]\n"
-    "                [--spin N] [--mailbox spsc|mpsc] [--json FILE]\n"
+    "                [--spin N] [--mailbox spsc|mpsc] [--json FILE] [--hgrm PREFIX]\n"
+    "                [--baselines all|floor] [--group] [--workers N]\n"
     "  Round trip of one message between two actors on CPUs A and B, beside the bare floor\n"
     "  measured the same way in the same run. --spin: futex mode's empty polls before parking\n"
-    "  (default 0: park at once, like the bare wait/notify floor).\n";
+    "  (default 0: park at once, like the bare wait/notify floor).\n"
+    "  --baselines all (default) adds ReaderWriterQueue, bare futex (futex mode) and\n"
+    "  mutex+condvar queue rows. --hgrm PREFIX writes PREFIX<row>.hgrm (microseconds) for\n"
+    "  each row (rows: tern floor rwq futex_raw mutex_condvar). --group: both actors in one\n"
+    "  tern::Group of --workers workers (default 2, on CPUs A and B; 1 worker: on CPU B) with\n"
+    "  mpsc mailboxes (either worker may send).\n";
 
 namespace {
 struct Ball {
@@ -68,6 +83,31 @@ Histogram run_tern(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, i
   if (cpu_b >= 0) tb.cpus = {cpu_b};
   ActorRef pong = mgr.emplace<Ponger>("ponger", tb, MailboxConfig{1024, kind});
   mgr.emplace<Pinger>("pinger", ta, MailboxConfig{1024, kind}, pong, warmup, iterations, h);
+  mgr.init();
+  mgr.run();
+  mgr.end();
+  return h;
+}
+
+Histogram run_tern_group(Wake wake, std::uint32_t spin, std::uint32_t workers, int cpu_a,
+                         int cpu_b, std::uint64_t warmup, std::uint64_t iterations) {
+  Histogram h;
+  Manager mgr;
+  GroupConfig gc;
+  gc.workers = workers;
+  gc.wake = wake;
+  gc.spin_limit = spin;
+  // One worker: it runs on CPU B (and the round trip never leaves it). Two or more: they
+  // share CPUs A and B.
+  if (workers == 1)
+    gc.thread.cpus = {cpu_b};
+  else
+    gc.thread.cpus = {cpu_a, cpu_b};
+  Group g("pingpong", gc);
+  const MailboxConfig mb{1024, MailboxKind::mpsc};
+  ActorRef pong = g.emplace<Ponger>("ponger", mb);
+  g.emplace<Pinger>("pinger", mb, pong, warmup, iterations, h);
+  mgr.attach(g);
   mgr.init();
   mgr.run();
   mgr.end();
@@ -124,9 +164,97 @@ Histogram run_floor(Wake wake, int cpu_a, int cpu_b, std::uint64_t warmup,
     }
     b.join();
   }
-  bench::pin(-1);
+  bench::unpin();
   return h;
 }
+
+// Bare futex: FUTEX_WAIT / FUTEX_WAKE syscalls on two words, every wake a syscall, no
+// spinning; what a parking consumer costs without anything else.
+Histogram run_futex_raw(int cpu_a, int cpu_b, std::uint64_t warmup, std::uint64_t iterations) {
+  Histogram h;
+  const std::uint64_t total = warmup + iterations;
+  alignas(64) std::atomic<std::uint32_t> to_b{0};
+  alignas(64) std::atomic<std::uint32_t> to_a{0};
+  std::thread b([&] {
+    bench::pin(cpu_b);
+    for (std::uint64_t i = 0; i < total; ++i) {
+      while (to_b.load(std::memory_order_acquire) == 0) bench::futex_wait(to_b, 0);
+      to_b.store(0, std::memory_order_relaxed);
+      to_a.store(1, std::memory_order_release);
+      bench::futex_wake(to_a);
+    }
+  });
+  bench::pin(cpu_a);
+  for (std::uint64_t i = 0; i < total; ++i) {
+    const std::uint64_t t0 = bench::now_ns();
+    to_b.store(1, std::memory_order_release);
+    bench::futex_wake(to_b);
+    while (to_a.load(std::memory_order_acquire) == 0) bench::futex_wait(to_a, 0);
+    to_a.store(0, std::memory_order_relaxed);
+    const std::uint64_t t1 = bench::now_ns();
+    if (i >= warmup) h.record(t1 - t0);
+  }
+  b.join();
+  bench::unpin();
+  return h;
+}
+
+// Two queues, one each way, a thread each end. `Q` provides push(v) and pop() -> v (blocking
+// or polling as the adapter decides).
+template <class Q>
+Histogram run_queue_pair(int cpu_a, int cpu_b, std::uint64_t warmup, std::uint64_t iterations) {
+  Histogram h;
+  const std::uint64_t total = warmup + iterations;
+  Q to_b, to_a;
+  std::thread b([&] {
+    bench::pin(cpu_b);
+    for (std::uint64_t i = 0; i < total; ++i) to_a.push(to_b.pop());
+  });
+  bench::pin(cpu_a);
+  for (std::uint64_t i = 0; i < total; ++i) {
+    const std::uint64_t t0 = bench::now_ns();
+    to_b.push(t0);
+    const std::uint64_t back = to_a.pop();
+    const std::uint64_t t1 = bench::now_ns();
+    if (i >= warmup) h.record(t1 - back);
+  }
+  b.join();
+  bench::unpin();
+  return h;
+}
+
+/// ReaderWriterQueue polled: busy (pause) or with sched_yield between polls.
+template <bool Yield>
+struct RwqPoll {
+  moodycamel::ReaderWriterQueue<std::uint64_t> q{1024};
+  void push(std::uint64_t v) {
+    while (!q.try_enqueue(v)) bench::relax();
+  }
+  std::uint64_t pop() {
+    std::uint64_t v = 0;
+    while (!q.try_dequeue(v)) Yield ? (void)sched_yield() : bench::relax();
+    return v;
+  }
+};
+/// BlockingReaderWriterQueue: spins (about 10000 tries) then sleeps on a semaphore.
+struct RwqBlocking {
+  moodycamel::BlockingReaderWriterQueue<std::uint64_t> q{1024};
+  void push(std::uint64_t v) {
+    while (!q.try_enqueue(v)) bench::relax();
+  }
+  std::uint64_t pop() {
+    std::uint64_t v = 0;
+    q.wait_dequeue(v);
+    return v;
+  }
+};
+using MutexCondvar = bench::MutexQueue<std::uint64_t>;
+
+struct Labelled {
+  std::string key;  // file/JSON name
+  std::string label;
+  Histogram h;
+};
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,54 +265,106 @@ int main(int argc, char** argv) {
                     {"cpus", "0,1"},
                     {"spin", "0"},
                     {"mailbox", "spsc"},
-                    {"json", ""}},
-                   kUsage);
+                    {"json", ""},
+                    {"hgrm", ""},
+                    {"baselines", "all"},
+                    {"workers", "2"}},
+                   kUsage, {"group"});
   const std::string wname = args.str("wake");
-  Wake wake;
-  if (wname == "spin") wake = Wake::spin;
-  else if (wname == "futex") wake = Wake::futex;
-  else if (wname == "yield") wake = Wake::yield;
-  else bench::Args::fail("--wake must be spin, futex or yield, got '" + wname + "'", kUsage);
+  Wake wake{};
+  if (!bench::parse_wake(wname, wake))
+    bench::Args::fail("--wake must be spin, futex or yield, got '" + wname + "'", kUsage);
   const std::string mname = args.str("mailbox");
   if (mname != "spsc" && mname != "mpsc")
     bench::Args::fail("--mailbox must be spsc or mpsc, got '" + mname + "'", kUsage);
-  const MailboxKind kind = mname == "spsc" ? MailboxKind::spsc : MailboxKind::mpsc;
+  const bool group = args.flag("group");
+  const auto workers = static_cast<std::uint32_t>(args.u64("workers"));
+  if (workers == 0 || workers > 256) bench::Args::fail("--workers must be in 1..256", kUsage);
+  // A group actor may run on either worker, so its peer sees two producer threads: mpsc.
+  const MailboxKind kind =
+      mname == "spsc" && !group ? MailboxKind::spsc : MailboxKind::mpsc;
+  const std::string bname = args.str("baselines");
+  if (bname != "all" && bname != "floor")
+    bench::Args::fail("--baselines must be all or floor, got '" + bname + "'", kUsage);
   const std::vector<int> cpus = args.cpus("cpus");
   if (cpus.size() != 2) bench::Args::fail("--cpus wants two CPUs, e.g. 0,1", kUsage);
   const std::uint64_t iters = args.u64("iterations"), warm = args.u64("warmup");
   if (iters == 0) bench::Args::fail("--iterations must be at least 1", kUsage);
   const auto spin = static_cast<std::uint32_t>(args.u64("spin"));
 
-  std::printf("pingpong: wake=%s mailbox=%s iterations=%llu warmup=%llu cpus=%d,%d%s\n",
-              wname.c_str(), mname.c_str(), (unsigned long long)iters,
+  std::printf("pingpong: wake=%s mailbox=%s iterations=%llu warmup=%llu cpus=%d,%d%s%s\n",
+              wname.c_str(), kind == MailboxKind::spsc ? "spsc" : "mpsc", (unsigned long long)iters,
               (unsigned long long)warm, cpus[0], cpus[1],
-              wake == Wake::futex ? (" spin=" + std::to_string(spin)).c_str() : "");
+              wake == Wake::futex ? (" spin=" + std::to_string(spin)).c_str() : "",
+              group ? (" group workers=" + std::to_string(workers)).c_str() : "");
   std::fflush(stdout);
   // Floor first, then tern, then the floor again: the better floor is the baseline, so a
   // noisy neighbour during one floor run cannot flatter the ratio.
   Histogram f1 = run_floor(wake, cpus[0], cpus[1], warm, iters);
-  Histogram t = run_tern(wake, spin, kind, cpus[0], cpus[1], warm, iters);
+  Histogram t = group ? run_tern_group(wake, spin, workers, cpus[0], cpus[1], warm, iters)
+                      : run_tern(wake, spin, kind, cpus[0], cpus[1], warm, iters);
   Histogram f2 = run_floor(wake, cpus[0], cpus[1], warm, iters);
   Histogram& floor = f1.value_at_percentile(50) <= f2.value_at_percentile(50) ? f1 : f2;
   const char* floor_name = wake == Wake::futex ? "bare atomic wait/notify"
                            : wake == Wake::yield ? "bare cache line + yield"
                                                  : "bare cache line";
+  std::vector<Labelled> extra_rows;
+  if (bname == "all") {
+    if (wake == Wake::spin)
+      extra_rows.push_back({"rwq", "moodycamel RWQ busy-poll",
+                            run_queue_pair<RwqPoll<false>>(cpus[0], cpus[1], warm, iters)});
+    else if (wake == Wake::yield)
+      extra_rows.push_back({"rwq", "moodycamel RWQ poll+yield",
+                            run_queue_pair<RwqPoll<true>>(cpus[0], cpus[1], warm, iters)});
+    else
+      extra_rows.push_back({"rwq", "moodycamel BlockingRWQ",
+                            run_queue_pair<RwqBlocking>(cpus[0], cpus[1], warm, iters)});
+    if (wake == Wake::futex)
+      extra_rows.push_back({"futex_raw", "bare futex syscalls",
+                            run_futex_raw(cpus[0], cpus[1], warm, iters)});
+    extra_rows.push_back({"mutex_condvar", "mutex+condvar queue",
+                          run_queue_pair<MutexCondvar>(cpus[0], cpus[1], warm, iters)});
+  }
+  const std::string tern_label =
+      group ? "tern " + wname + " (group of " + std::to_string(workers) + ")"
+            : "tern " + wname + " (" + mname + ")";
   std::vector<bench::Row> rows;
-  rows.push_back({"tern " + wname + " (" + mname + ")", t});
+  rows.push_back({tern_label, t});
   rows.push_back({std::string(floor_name) + " (floor)", floor});
+  for (const Labelled& r : extra_rows) rows.push_back({r.label + " (baseline)", r.h});
   bench::print_table("round trip", rows);
-  const double ratio = static_cast<double>(t.value_at_percentile(50)) /
-                       static_cast<double>(std::max<std::uint64_t>(1, floor.value_at_percentile(50)));
+  auto p50_ratio = [&](const Histogram& h) {
+    return static_cast<double>(t.value_at_percentile(50)) /
+           static_cast<double>(std::max<std::uint64_t>(1, h.value_at_percentile(50)));
+  };
+  const double ratio = p50_ratio(floor);
   std::printf("ratio p50 tern/floor: %.2fx\n", ratio);
+  for (const Labelled& r : extra_rows)
+    std::printf("ratio p50 tern/%s: %.2fx\n", r.label.c_str(), p50_ratio(r.h));
 
-  char extra[256];
+  const std::string prefix = args.str("hgrm");
+  bench::write_hgrm(prefix, "tern", t);
+  bench::write_hgrm(prefix, "floor", floor);
+  for (const Labelled& r : extra_rows) bench::write_hgrm(prefix, r.key, r.h);
+  std::string rows_json = "\"rows\": [{\"key\": \"tern\", \"label\": " + bench::jstr(tern_label) +
+                          ", " + bench::json_fields("", t) + "}, {\"key\": \"floor\", \"label\": " +
+                          bench::jstr(std::string(floor_name) + " (floor)") + ", " +
+                          bench::json_fields("", floor) + "}";
+  for (const Labelled& r : extra_rows)
+    rows_json += ", {\"key\": " + bench::jstr(r.key) + ", \"label\": " + bench::jstr(r.label) +
+                 ", " + bench::json_fields("", r.h) + "}";
+  rows_json += "]";
+
+  char extra[320];
   std::snprintf(extra, sizeof extra,
                 "\"wake\": \"%s\", \"mailbox\": \"%s\", \"iterations\": %llu, \"cpus\": [%d, %d], "
-                "\"floor\": \"%s\", \"ratio_p50\": %.4f",
-                wname.c_str(), mname.c_str(), (unsigned long long)iters, cpus[0], cpus[1],
-                floor_name, ratio);
+                "\"floor\": \"%s\", \"ratio_p50\": %.4f, \"group\": %s, \"workers\": %u, \"spin\": %u",
+                wname.c_str(), kind == MailboxKind::spsc ? "spsc" : "mpsc",
+                (unsigned long long)iters, cpus[0], cpus[1], floor_name, ratio,
+                group ? "true" : "false", group ? workers : 0, spin);
   bench::write_file(args.str("json"), "{" + std::string(extra) + ", " +
                                           bench::json_fields("", t) + ", " +
-                                          bench::json_fields("floor_", floor) + "}\n");
+                                          bench::json_fields("floor_", floor) + ", " +
+                                          rows_json + "}\n");
   return 0;
 }

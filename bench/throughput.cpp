@@ -101,7 +101,7 @@ double run_rwq(std::uint64_t n, int ca, int cb, std::uint32_t cap) {
   for (std::uint64_t i = 0; i < n; ++i)
     while (!q.try_enqueue(Tick{i, 1.0})) bench::relax();
   consumer.join();
-  bench::pin(-1);
+  bench::unpin();
   if (sum != n * (n - 1) / 2) {
     std::fprintf(stderr, "error: baseline checksum mismatch\n");
     std::exit(1);
