@@ -3,6 +3,8 @@
 // flag), so the queue, sized to the number of actors, can never overflow.
 #include <tern/group.hpp>
 
+#include <sched.h>
+
 #include <stdexcept>
 
 #include <tern/manager.hpp>
@@ -33,9 +35,11 @@ class Group::RunQueue {
           return;
         }
       } else if (dif < 0) {
-        // Cannot happen: each actor is queued at most once and capacity >= actors.
-        std::fprintf(stderr, "tern: group run queue overflow (invariant broken)\n");
-        std::abort();
+        // Each actor is queued at most once and capacity > 2 x actors, so this cell is not
+        // really full: a worker that claimed it one lap ago was preempted before marking it
+        // free. It will finish; wait for it.
+        sched_yield();
+        pos = tail_.load(std::memory_order_relaxed);
       } else {
         pos = tail_.load(std::memory_order_relaxed);
       }
@@ -135,7 +139,7 @@ void Group::push_ready(Actor* a) noexcept {
 void Group::start() {
   if (running_) return;
   running_ = true;
-  runq_ = std::make_unique<RunQueue>(actors_.size() + 1);
+  runq_ = std::make_unique<RunQueue>(2 * actors_.size() + 2);
   phase_.store(0);
   started_count_.store(0);
   for (std::uint32_t i = 0; i < cfg_.workers; ++i) threads_.emplace_back([this, i] { worker(i); });
