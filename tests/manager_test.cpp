@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include <tern/histogram.hpp>
 #include <tern/manager.hpp>
 
 #include "test_util.hpp"
@@ -64,14 +65,14 @@ TEST_CASE("ping-pong runs end to end with each wake strategy and terminate from 
     ThreadConfig tc;
     tc.wake = w;
     ActorRef pong = mgr.emplace<PongActor>("pong", tc, {});
-    const int rounds = static_cast<int>(tern::test::scaled(20'000));
+    const int rounds = static_cast<int>(tern::test::scaled(5'000));
     auto* ping = new PingActor(pong, rounds);
     mgr.manage("ping", std::unique_ptr<Actor>(ping), tc);
     mgr.init();
     CHECK(ping->started);
     std::thread watchdog([&] {
       // bounded: if the exchange stalls, stop run() anyway so the test fails, not hangs
-      for (int i = 0; i < 600 && !mgr.terminated(); ++i)
+      for (int i = 0; i < 1200 && !mgr.terminated(); ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       mgr.terminate();
     });
@@ -232,4 +233,29 @@ TEST_CASE("a handler that throws is logged and counted; the actor keeps running"
   mgr.end();
   CHECK(t->stats().handler_exceptions == 1);
   CHECK(t->stats().handled == 2);
+}
+
+TEST_CASE("instrumentation records queue wait and handler time per actor, off by default") {
+  {
+    Manager mgr;
+    ActorRef pong = mgr.emplace<PongActor>("pong", {}, {});
+    CHECK(pong.actor()->queue_wait_histogram() == nullptr);
+    CHECK(pong.actor()->handler_time_histogram() == nullptr);
+  }
+  Manager mgr;
+  mgr.instrument();
+  ActorRef pong = mgr.emplace<PongActor>("pong", {}, {});
+  auto* ping = new PingActor(pong, 1000);
+  mgr.manage("ping", std::unique_ptr<Actor>(ping));
+  mgr.init();
+  mgr.run();  // ping terminates after 1000 round trips
+  mgr.end();
+  const Histogram* q = pong.actor()->queue_wait_histogram();
+  const Histogram* h = pong.actor()->handler_time_histogram();
+  REQUIRE(q != nullptr);
+  REQUIRE(h != nullptr);
+  CHECK(q->count() == 1000);
+  CHECK(h->count() == 1000);
+  CHECK(q->max() > 0);
+  CHECK(q->value_at_percentile(50) < 1'000'000'000);  // sane: under a second
 }
