@@ -8,7 +8,8 @@
 //   moodycamel ReaderWriterQueue (spin: busy-poll; yield: poll + sched_yield;
 //                                 futex: BlockingReaderWriterQueue, spin then semaphore)
 //   bare futex syscalls (futex only: FUTEX_WAIT/FUTEX_WAKE, no user-space spinning)
-//   std::mutex + std::condition_variable + std::deque (the classic blocking mailbox)
+//   std::mutex + std::condition_variable + std::deque (futex only: the classic blocking
+//   mailbox; it parks, so it is compared with the strategy that parks)
 // --group runs both tern actors in one tern::Group (2 workers) instead of a thread each.
 #include <atomic>
 #include <cstdio>
@@ -31,11 +32,11 @@ static const char* kUsage =
     "  Round trip of one message between two actors on CPUs A and B, beside the bare floor\n"
     "  measured the same way in the same run. --spin: futex mode's empty polls before parking\n"
     "  (default 0: park at once, like the bare wait/notify floor).\n"
-    "  --baselines all (default) adds ReaderWriterQueue, bare futex (futex mode) and\n"
-    "  mutex+condvar queue rows. --hgrm PREFIX writes PREFIX<row>.hgrm (microseconds) for\n"
-    "  each row (rows: tern floor rwq futex_raw mutex_condvar). --group: both actors in one\n"
-    "  tern::Group of --workers workers (default 2, on CPUs A and B; 1 worker: on CPU B) with\n"
-    "  mpsc mailboxes (either worker may send).\n";
+    "  --baselines all (default) adds a ReaderWriterQueue row polled like --wake, and in futex\n"
+    "  mode bare futex syscall and mutex+condvar queue rows. --hgrm PREFIX writes\n"
+    "  PREFIX<row>.hgrm (microseconds) for each row (rows: tern floor rwq futex_raw\n"
+    "  mutex_condvar). --group: both actors in one tern::Group of --workers workers (default\n"
+    "  2, on CPUs A and B; 1 worker: on CPU B) with mpsc mailboxes (either worker may send).\n";
 
 namespace {
 struct Ball {
@@ -319,11 +320,12 @@ int main(int argc, char** argv) {
     else
       extra_rows.push_back({"rwq", "moodycamel BlockingRWQ",
                             run_queue_pair<RwqBlocking>(cpus[0], cpus[1], warm, iters)});
-    if (wake == Wake::futex)
+    if (wake == Wake::futex) {
       extra_rows.push_back({"futex_raw", "bare futex syscalls",
                             run_futex_raw(cpus[0], cpus[1], warm, iters)});
-    extra_rows.push_back({"mutex_condvar", "mutex+condvar queue",
-                          run_queue_pair<MutexCondvar>(cpus[0], cpus[1], warm, iters)});
+      extra_rows.push_back({"mutex_condvar", "mutex+condvar queue",
+                            run_queue_pair<MutexCondvar>(cpus[0], cpus[1], warm, iters)});
+    }
   }
   const std::string tern_label =
       group ? "tern " + wname + " (group of " + std::to_string(workers) + ")"
