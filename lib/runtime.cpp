@@ -17,7 +17,7 @@
 namespace tern {
 namespace detail {
 
-thread_local constinit ThreadCtx tl_ctx{};
+thread_local constinit ThreadCtx tl_ctx __attribute__((tls_model("initial-exec"))){};
 
 std::uint64_t now_ns() noexcept {
   timespec ts;

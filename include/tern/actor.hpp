@@ -51,7 +51,9 @@ struct ThreadCtx {
   Actor* current = nullptr;                ///< actor whose handler runs on this thread
   std::atomic<Actor*> waiting_for{nullptr}; ///< fast_send: the actor whose lock we wait for
 };
-extern thread_local constinit ThreadCtx tl_ctx;
+// why initial-exec: libtern is a shared library; the default (global-dynamic) model would
+// call __tls_get_addr on every access, in the receive loop and on every send.
+extern thread_local constinit ThreadCtx tl_ctx __attribute__((tls_model("initial-exec")));
 
 struct Runtime;  // lib/runtime.cpp: the loops that drain mailboxes
 std::uint64_t now_ns() noexcept;

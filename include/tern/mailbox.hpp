@@ -182,8 +182,8 @@ class Mailbox {
       futex_wake_one(sleep_.word);
   }
   void check_single_producer() noexcept {
-    static thread_local const char token = 0;
-    const void* me = &token;
+    // The thread pointer (%fs base on x86-64) identifies the calling thread for free.
+    const void* me = __builtin_thread_pointer();
     const void* owner = ro_.spsc_producer.load(std::memory_order_relaxed);
     if (owner == me) [[likely]] return;
     if (owner == nullptr && ro_.spsc_producer.compare_exchange_strong(owner, me)) return;
