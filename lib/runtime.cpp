@@ -132,6 +132,39 @@ void Runtime::deliver(Actor& a, const MessageInfo& info, const void* msg, Thread
   a.unlock();
 }
 
+bool Runtime::try_run_inline(Actor& a, const MessageInfo& info, const void* msg, ActorRef from,
+                             ThreadCtx* me) noexcept {
+  if (a.phase_.load(std::memory_order_acquire) != 0 || !a.try_lock(me)) return false;
+  // Messages already queued go first: run inline only when none is waiting.
+  if (a.mailbox_.front() != nullptr) {
+    a.unlock();
+    return false;
+  }
+  Actor* const saved_current = me->current;
+  me->current = &a;
+  a.cur_ = Actor::Current{from.actor(), from.remote_index(), nullptr};
+  try {
+    if (a.handler_hist_) [[unlikely]] {
+      const std::uint64_t t0 = now_ns();
+      a.dispatch(info, msg);
+      a.handler_hist_->record(now_ns() - t0);
+    } else {
+      a.dispatch(info, msg);
+    }
+  } catch (const std::exception& e) {
+    log_handler_exception(a, info, e.what());
+    a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+  } catch (...) {
+    log_handler_exception(a, info, "a non-std exception");
+    a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  a.cur_ = Actor::Current{};
+  me->current = saved_current;
+  a.handled_.store(a.handled_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  a.unlock();
+  return true;
+}
+
 void Runtime::ack_phase(Actor& a) noexcept {
   if (a.ack_.load(std::memory_order_relaxed) == 0) {
     a.ack_.store(1, std::memory_order_release);

@@ -23,6 +23,11 @@ struct Runtime {
   static void count_refused(Actor& a, PushStatus st) noexcept;
   /// Stop protocol, phase 1 seen? Acknowledge it (once).
   static void ack_phase(Actor& a) noexcept;
+  /// Runs `msg`'s handler right here when `a` is idle (lock free, mailbox empty, not
+  /// stopping), as if it had been queued and handled at once; false (nothing done) otherwise.
+  /// The gateway's inline dispatch. The caller keeps ownership of `msg`.
+  static bool try_run_inline(Actor& a, const MessageInfo& info, const void* msg, ActorRef from,
+                             ThreadCtx* me) noexcept;
 
   static std::atomic<std::uint32_t>& phase(Actor& a) noexcept { return a.phase_; }
   static std::atomic<std::uint32_t>& ack(Actor& a) noexcept { return a.ack_; }
