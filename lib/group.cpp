@@ -174,9 +174,12 @@ void Group::worker(std::uint32_t index) {
       me->current = a;
       while (!a->try_lock(me)) detail::cpu_relax();  // a fast_send is in its handler
       Runtime::drain_locked(*a, cfg_.batch);
+      // Under the lock: finish_turn reads consumer state that the next worker to run this
+      // actor will write as soon as "scheduled" is clear.
+      const bool again = a->mailbox().finish_turn();
       a->unlock();
       me->current = nullptr;
-      if (a->mailbox().finish_turn()) push_ready(a);
+      if (again) push_ready(a);
       continue;
     }
     if (phase_.load(std::memory_order_acquire) != 0) break;

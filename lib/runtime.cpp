@@ -104,7 +104,8 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
     // max_depth: a short batch ended on an empty mailbox, so it held at most n; a full batch
     // means a backlog, the only time we pay for reading the producers' line.
     const std::uint64_t seen = n < limit ? n : n + mb.depth();
-    if (seen > a.max_depth_) a.max_depth_ = seen;
+    if (seen > a.max_depth_.load(std::memory_order_relaxed))
+      a.max_depth_.store(seen, std::memory_order_relaxed);
   }
   a.cur_ = Actor::Current{};
   return n;
@@ -303,7 +304,7 @@ ActorStats Actor::stats() const noexcept {
   s.name = name_;
   s.handled = handled_.load(std::memory_order_relaxed);
   s.depth = mailbox_.depth();
-  s.max_depth = max_depth_;
+  s.max_depth = max_depth_.load(std::memory_order_relaxed);
   s.capacity = mailbox_.capacity();
   s.refused_full = refused_full_.load(std::memory_order_relaxed);
   s.refused_closed = refused_closed_.load(std::memory_order_relaxed);

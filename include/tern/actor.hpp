@@ -173,7 +173,7 @@ class Actor {
   std::uint32_t mask_ = 0;
   std::uint32_t shift_ = 31;
   std::atomic<std::uint64_t> handled_{0};
-  std::uint64_t max_depth_ = 0;
+  std::atomic<std::uint64_t> max_depth_{0};  ///< written by the lock holder, read by stats()
 
   // Read-mostly: the stop protocol (Manager::end) and instrumentation switch.
   alignas(kCacheLine) std::atomic<std::uint32_t> phase_{0};  ///< 0 run, 1 closing, 2 drain+stop
