@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <tern/gateway.hpp>
@@ -61,13 +62,17 @@ wire::Registry base_registry() {
 class PongActor : public Actor {
  public:
   PongActor() {
+    handle<&PongActor::on_start>();
     handle<&PongActor::on_ping>();
     handle<&PongActor::on_level>();
   }
+  void on_start(const Start&) { own_thread = std::this_thread::get_id(); }
   void on_ping(const Ping& p) {
+    ping_thread = std::this_thread::get_id();
     pings.fetch_add(1);
     (void)reply(Pong{p.count});
   }
+  std::thread::id own_thread, ping_thread;  // read after a reply was seen
   void on_level(const Level& l) { last_level.store(l.level); }
   std::atomic<int> pings{0};
   std::atomic<int> last_level{-1};
@@ -472,6 +477,24 @@ TEST_CASE("set-up errors name the value; remote refs are deduplicated") {
   Gateway g(base_registry(), tiny);
   (void)g.remote("a", "tcp://localhost:1");
   CHECK_THROWS_AS(g.remote("b", "tcp://localhost:1"), std::length_error);
+}
+
+TEST_CASE("inline dispatch runs an idle receiver's handler on the gateway thread") {
+  GatewayConfig cfg = Node::test_config();
+  cfg.inline_dispatch = true;
+  Node node(base_registry(), cfg);
+  node.start();
+  RawPeer raw(node.gw->endpoint());
+  for (int i = 1; i <= 100; ++i) {
+    raw.send(raw.envelope("pong", "Ping", R"({"count":)" + std::to_string(i) + "}"));
+    REQUIRE(raw.recv().value_or("") == pong_json(node, i));
+  }
+  CHECK(node.pong->ping_thread != node.pong->own_thread);  // it ran on the gateway thread
+  CHECK(node.pong->pings.load() == 100);
+  CHECK(node.pong_ref.actor()->stats().handled == 100);
+  CHECK(node.pong_ref.actor()->stats().reply_failures == 0);
+  CHECK(wait_until([&] { return node.gw->stats().messages_out == 100; }));
+  CHECK(node.gw->stats().messages_in == 100);
 }
 
 TEST_CASE("process_frame decodes and delivers without a running thread") {

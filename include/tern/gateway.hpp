@@ -55,9 +55,11 @@ struct GatewayConfig {
   int linger_ms = 1000;
   /// Messages handled per turn from the mailbox, and frames read per turn from the socket.
   std::uint32_t batch = 64;
-  /// futex wake: idle turns (each a non-blocking look at the mailbox and the socket)
-  /// before the thread parks in poll() on the socket and the mailbox's eventfd together.
-  std::uint32_t spin_turns = 64;
+  /// futex wake: idle turns (each a non-blocking look at the mailbox and the socket, one
+  /// syscall) before the thread parks in poll() on the socket and the mailbox's eventfd
+  /// together. 0 suits shared cores; on a dedicated core raise it, or give the gateway
+  /// Wake::spin.
+  std::uint32_t spin_turns = 0;
   /// true: when the receiving actor is idle (lock free, mailbox empty) run its handler
   /// right on the gateway thread instead of queueing it (one thread hand-off less per
   /// message; the handler then runs outside the actor's own ThreadConfig).

@@ -85,6 +85,9 @@ struct Field {
   Kind elem = Kind::i32;     ///< array: the element kind
   std::uint32_t offset = 0;  ///< byte offset of the member in the message
   std::uint32_t extent = 0;  ///< chars: capacity in bytes; array: element count
+  /// Codec use (set by Registry::add): the name and its closing quote as one 8-byte word,
+  /// and the mask of its bytes, for names up to 7 bytes (mask 0: longer name).
+  std::uint64_t key8 = 0, mask8 = 0;
 };
 
 /// A field declaration: `field<&Quote::bid>("bid")`. TERN_WIRE writes these for you.

@@ -3,6 +3,10 @@
 #include "codec.hpp"
 
 #include <cfloat>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -48,16 +52,30 @@ const char* json_type_text(od::json_type jt, od::value& v) {
   return "value";
 }
 
-using Status = PayloadStatus;
+/// One decode step: ok, refused, or malformed JSON. The reason text goes to t_reason, so
+/// the success path carries no string.
+struct Status {
+  bool ok = true;
+  bool malformed = false;
+};
+thread_local std::string t_reason;  // why: written only on failure, read by the same call
 
-Status bad(std::string reason) { return Status{false, false, std::move(reason)}; }
+Status bad(std::string reason) {
+  t_reason = std::move(reason);
+  return Status{false, false};
+}
 Status malformed(simdjson::error_code e) {
-  return Status{false, true, std::string("Malformed JSON: ") + simdjson::error_message(e)};
+  t_reason = std::string("Malformed JSON: ") + simdjson::error_message(e);
+  return Status{false, true};
+}
+PayloadStatus to_payload(Status st) {
+  PayloadStatus p{st.ok, st.malformed, {}};
+  if (!st.ok) p.reason.swap(t_reason);
+  return p;
 }
 
 // ---- numbers ---------------------------------------------------------------------------------
 
-bool is_signed(Kind k) { return k == Kind::i8 || k == Kind::i16 || k == Kind::i32 || k == Kind::i64; }
 bool is_float(Kind k) { return k == Kind::f32 || k == Kind::f64; }
 
 template <class T>
@@ -65,74 +83,95 @@ void store(unsigned char* at, T v) {
   std::memcpy(at, &v, sizeof v);
 }
 
-/// Reads a JSON number into the slot at `at` as kind `k`. `what` names the field (and
-/// element) for the reason.
-Status decode_number(od::value& v, Kind k, unsigned char* at, const std::string& what) {
+/// Names the field (and element) in a reason. Built only when a reason is needed.
+struct Where {
+  const Field& f;
+  const WireType& t;
+  int element = -1;
+  std::string text() const {
+    std::string s = field_ref(f, t);
+    if (element >= 0) s += " element " + std::to_string(element);
+    return s;
+  }
+};
+
+/// Stores `x` (already known to be an integer) as kind `k`, or refuses it as out of range.
+Status store_integer(std::int64_t x, Kind k, unsigned char* at, const Where& w) {
+  switch (k) {
+    case Kind::i8:
+      if (x >= INT8_MIN && x <= INT8_MAX) return store(at, static_cast<std::int8_t>(x)), Status{};
+      break;
+    case Kind::i16:
+      if (x >= INT16_MIN && x <= INT16_MAX) return store(at, static_cast<std::int16_t>(x)), Status{};
+      break;
+    case Kind::i32:
+      if (x >= INT32_MIN && x <= INT32_MAX) return store(at, static_cast<std::int32_t>(x)), Status{};
+      break;
+    case Kind::i64: return store(at, x), Status{};
+    case Kind::u8:
+      if (x >= 0 && x <= UINT8_MAX) return store(at, static_cast<std::uint8_t>(x)), Status{};
+      break;
+    case Kind::u16:
+      if (x >= 0 && x <= UINT16_MAX) return store(at, static_cast<std::uint16_t>(x)), Status{};
+      break;
+    case Kind::u32:
+      if (x >= 0 && x <= UINT32_MAX) return store(at, static_cast<std::uint32_t>(x)), Status{};
+      break;
+    default:
+      if (x >= 0) return store(at, static_cast<std::uint64_t>(x)), Status{};
+      break;
+  }
+  return bad(w.text() + " is out of range for " + std::string(wire::to_string(k)) + ": " +
+             std::to_string(x));
+}
+
+/// The slow path: why `v` is not a number of kind `k`.
+Status diagnose_number(od::value& v, Kind k, unsigned char* at, const Where& w) {
   od::json_type jt;
   if (auto e = v.type().get(jt)) return malformed(e);
   if (jt != od::json_type::number)
-    return bad(what + " must be " + std::string(wire::to_string(k)) + ", got " +
+    return bad(w.text() + " must be " + std::string(wire::to_string(k)) + ", got " +
                json_type_text(jt, v));
   if (is_float(k)) {
     double d;
     if (v.get_double().get(d) || !std::isfinite(d))
-      return bad(what + " is out of range for " + std::string(wire::to_string(k)));
-    if (k == Kind::f32) {
-      if (d > FLT_MAX || d < -FLT_MAX) {
-        std::string text;
-        json::append_float(text, d);
-        return bad(what + " is out of range for float: " + text);
-      }
-      store(at, static_cast<float>(d));
-    } else {
-      store(at, d);
-    }
-    return {};
+      return bad(w.text() + " is out of range for " + std::string(wire::to_string(k)));
+    std::string text;
+    json::append_float(text, d);
+    return bad(w.text() + " is out of range for float: " + text);
   }
   od::number_type nt;
   if (auto e = v.get_number_type().get(nt)) return malformed(e);
   if (nt == od::number_type::floating_point_number)
-    return bad(what + " must be " + std::string(wire::to_string(k)) + ", got float");
-  const auto out_of_range = [&](const std::string& text) {
-    return bad(what + " is out of range for " + std::string(wire::to_string(k)) + ": " + text);
-  };
+    return bad(w.text() + " must be " + std::string(wire::to_string(k)) + ", got float");
   if (nt == od::number_type::unsigned_integer) {  // >= 2^63
     std::uint64_t u;
-    if (v.get_uint64().get(u)) return out_of_range("too large");
-    if (k != Kind::u64) return out_of_range(std::to_string(u));
-    store(at, u);
-    return {};
+    const std::string text = v.get_uint64().get(u) ? std::string("too large") : std::to_string(u);
+    return bad(w.text() + " is out of range for " + std::string(wire::to_string(k)) + ": " + text);
   }
   std::int64_t x;
   if (auto e = v.get_int64().get(x)) return malformed(e);
-  std::int64_t lo = 0, hi = 0;
-  std::uint64_t uhi = 0;
-  switch (k) {
-    case Kind::i8: lo = INT8_MIN; hi = INT8_MAX; break;
-    case Kind::i16: lo = INT16_MIN; hi = INT16_MAX; break;
-    case Kind::i32: lo = INT32_MIN; hi = INT32_MAX; break;
-    case Kind::i64: lo = INT64_MIN; hi = INT64_MAX; break;
-    case Kind::u8: uhi = UINT8_MAX; break;
-    case Kind::u16: uhi = UINT16_MAX; break;
-    case Kind::u32: uhi = UINT32_MAX; break;
-    default: uhi = UINT64_MAX; break;
+  return store_integer(x, k, at, w);
+}
+
+/// Reads a JSON number into the slot at `at` as kind `k`: one typed read on the fast path.
+Status decode_number(od::value& v, Kind k, unsigned char* at, const Where& w) {
+  if (is_float(k)) {
+    double d;
+    if (!v.get_double().get(d) && std::isfinite(d)) [[likely]] {
+      if (k == Kind::f64) return store(at, d), Status{};
+      if (d <= FLT_MAX && d >= -FLT_MAX) return store(at, static_cast<float>(d)), Status{};
+    }
+  } else if (k == Kind::u64) {
+    std::uint64_t u;
+    if (!v.get_uint64().get(u)) [[likely]]
+      return store(at, u), Status{};
+  } else {
+    std::int64_t x;
+    if (!v.get_int64().get(x)) [[likely]]
+      return store_integer(x, k, at, w);
   }
-  if (is_signed(k)) {
-    if (x < lo || x > hi) return out_of_range(std::to_string(x));
-  } else if (x < 0 || static_cast<std::uint64_t>(x) > uhi) {
-    return out_of_range(std::to_string(x));
-  }
-  switch (k) {
-    case Kind::i8: store(at, static_cast<std::int8_t>(x)); break;
-    case Kind::i16: store(at, static_cast<std::int16_t>(x)); break;
-    case Kind::i32: store(at, static_cast<std::int32_t>(x)); break;
-    case Kind::i64: store(at, x); break;
-    case Kind::u8: store(at, static_cast<std::uint8_t>(x)); break;
-    case Kind::u16: store(at, static_cast<std::uint16_t>(x)); break;
-    case Kind::u32: store(at, static_cast<std::uint32_t>(x)); break;
-    default: store(at, static_cast<std::uint64_t>(x)); break;
-  }
-  return {};
+  return diagnose_number(v, k, at, w);
 }
 
 std::size_t kind_size(Kind k) {
@@ -144,79 +183,127 @@ std::size_t kind_size(Kind k) {
   }
 }
 
-Status get_text(od::value& v, std::string_view& s, const Field& f, const WireType& t) {
+/// Why `v` is not of the JSON type `want` ("string", "bool", ...).
+Status wrong_type(od::value& v, const Where& w, const std::string& want) {
   od::json_type jt;
   if (auto e = v.type().get(jt)) return malformed(e);
-  if (jt != od::json_type::string)
-    return bad(field_ref(f, t) + " must be string, got " + json_type_text(jt, v));
-  if (auto e = v.get_string().get(s)) return malformed(e);
-  return {};
+  return bad(w.text() + " must be " + want + ", got " + json_type_text(jt, v));
+}
+
+Status get_text(od::value& v, std::string_view& s, const Where& w) {
+  const auto e = v.get_string().get(s);
+  if (!e) [[likely]]
+    return {};
+  if (e == simdjson::INCORRECT_TYPE) return wrong_type(v, w, "string");
+  return malformed(e);
 }
 
 Status decode_field(const Field& f, const WireType& t, od::value& v, unsigned char* base) {
   unsigned char* at = base + f.offset;
+  const Where w{f, t};
   switch (f.kind) {
     case Kind::boolean: {
-      od::json_type jt;
-      if (auto e = v.type().get(jt)) return malformed(e);
-      if (jt != od::json_type::boolean)
-        return bad(field_ref(f, t) + " must be bool, got " + json_type_text(jt, v));
       bool b;
-      if (auto e = v.get_bool().get(b)) return malformed(e);
+      const auto e = v.get_bool().get(b);
+      if (e == simdjson::INCORRECT_TYPE) return wrong_type(v, w, "bool");
+      if (e) return malformed(e);
       store(at, b);
       return {};
     }
     case Kind::string: {
       std::string_view s;
-      if (Status st = get_text(v, s, f, t); !st.ok) return st;
+      if (Status st = get_text(v, s, w); !st.ok) return st;
       reinterpret_cast<std::string*>(at)->assign(s.data(), s.size());
       return {};
     }
     case Kind::chars: {
       std::string_view s;
-      if (Status st = get_text(v, s, f, t); !st.ok) return st;
+      if (Status st = get_text(v, s, w); !st.ok) return st;
       if (s.size() > f.extent)
-        return bad(field_ref(f, t) + " is longer than " + std::to_string(f.extent) + " bytes");
-      if (std::memchr(s.data(), '\0', s.size()))
-        return bad(field_ref(f, t) + " must not contain NUL");
+        return bad(w.text() + " is longer than " + std::to_string(f.extent) + " bytes");
+      if (std::memchr(s.data(), '\0', s.size())) return bad(w.text() + " must not contain NUL");
       std::memcpy(at, s.data(), s.size());
       std::memset(at + s.size(), 0, f.extent - s.size());
       return {};
     }
     case Kind::array: {
-      od::json_type jt;
-      if (auto e = v.type().get(jt)) return malformed(e);
-      if (jt != od::json_type::array)
-        return bad(field_ref(f, t) + " must be " + kind_text(f) + ", got " + json_type_text(jt, v));
       od::array arr;
-      if (auto e = v.get_array().get(arr)) return malformed(e);
+      const auto e = v.get_array().get(arr);
+      if (e == simdjson::INCORRECT_TYPE) return wrong_type(v, w, kind_text(f));
+      if (e) return malformed(e);
       std::uint32_t i = 0;
       const std::size_t esz = kind_size(f.elem);
       for (auto er : arr) {
         od::value ev;
-        if (auto e = std::move(er).get(ev)) return malformed(e);
-        if (i >= f.extent) {
-          ++i;
-          continue;  // count the rest for the reason
+        if (auto e2 = std::move(er).get(ev)) return malformed(e2);
+        if (i < f.extent) {
+          const Where we{f, t, static_cast<int>(i)};
+          if (Status st = decode_number(ev, f.elem, at + i * esz, we); !st.ok) return st;
         }
-        const std::string what = field_ref(f, t) + " element " + std::to_string(i);
-        if (Status st = decode_number(ev, f.elem, at + i * esz, what); !st.ok) return st;
-        ++i;
+        ++i;  // past the extent: only counted, for the reason
       }
       if (i != f.extent)
-        return bad(field_ref(f, t) + " must be " + kind_text(f) + ", got " + std::to_string(i) +
+        return bad(w.text() + " must be " + kind_text(f) + ", got " + std::to_string(i) +
                    (i == 1 ? " element" : " elements"));
       return {};
     }
     default:
-      return decode_number(v, f.kind, at, field_ref(f, t));
+      return decode_number(v, f.kind, at, w);
   }
 }
 
+/// Is the raw (quote-terminated) JSON string `raw` exactly `t`? `t` holds no quote or
+/// backslash, so an escaped string never compares equal. The string's bytes and the padding
+/// after the buffer make reading t.size() + 1 bytes safe.
+inline bool raw_equals(const char* raw, std::string_view t) noexcept {
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (raw[i] != t[i]) return false;
+  return raw[t.size()] == '"';
+}
+
+/// Is the raw key this field's name? One 8-byte compare for names up to 7 bytes (the
+/// padded buffer makes the 8-byte read safe).
+inline bool raw_equals(const char* raw, const Field& f) noexcept {
+  if (f.mask8) {
+    std::uint64_t w;
+    std::memcpy(&w, raw, 8);
+    return (w & f.mask8) == f.key8;
+  }
+  return raw_equals(raw, f.name);
+}
+
+/// True when a raw JSON key has escapes (then it must be unescaped before comparing).
+bool raw_key_has_escape(od::raw_json_string raw) {
+  for (const char* p = raw.raw(); *p != '"'; ++p)
+    if (*p == '\\') return true;
+  return false;
+}
+
+/// Index of the field whose name is this object key, or npos. Compares the raw key bytes
+/// (no copy); a key with escapes is unescaped first.
+std::size_t find_field(const WireType& t, od::field& fl, std::size_t hint, Status& st) {
+  const od::raw_json_string raw = fl.key();
+  const std::size_t n = t.fields.size();
+  // Fields usually come in declaration order: try the one after the last match first.
+  if (hint < n && raw_equals(raw.raw(), t.fields[hint])) [[likely]]
+    return hint;
+  for (std::size_t i = 0; i < n; ++i)
+    if (raw_equals(raw.raw(), t.fields[i])) return i;
+  if (!raw_key_has_escape(raw)) [[likely]]
+    return std::string_view::npos;
+  std::string_view key;
+  if (auto e = fl.unescaped_key().get(key)) {
+    st = malformed(e);
+    return std::string_view::npos;
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (t.fields[i].name == key) return i;
+  return std::string_view::npos;
+}
+
 Status decode_reject(od::object& obj, void* out) {
-  std::string_view vals[3];
-  bool seen[3] = {false, false, false};
   static constexpr std::string_view kKeys[3] = {"message_type", "reason", "rejected_by"};
+  bool seen[3] = {false, false, false};
   std::string parts[3];
   for (auto fr : obj) {
     od::field fl;
@@ -228,13 +315,16 @@ Status decode_reject(od::object& obj, void* out) {
       if (seen[i]) return bad("Duplicate field '" + std::string(key) + "' for Reject");
       seen[i] = true;
       od::value v = fl.value();
-      od::json_type jt;
-      if (auto e = v.type().get(jt)) return malformed(e);
-      if (jt != od::json_type::string)
-        return bad("Field '" + std::string(key) + "' for Reject must be string, got " +
+      std::string_view s;
+      const auto e = v.get_string().get(s);
+      if (e == simdjson::INCORRECT_TYPE) {
+        od::json_type jt;
+        if (auto e2 = v.type().get(jt)) return malformed(e2);
+        return bad("Field '" + std::string(kKeys[i]) + "' for Reject must be string, got " +
                    json_type_text(jt, v));
-      if (auto e = v.get_string().get(vals[i])) return malformed(e);
-      parts[i].assign(vals[i]);  // the parser's string buffer is reused by the next field
+      }
+      if (e) return malformed(e);
+      parts[i].assign(s);  // the parser's string buffer is reused by the next field
     }
   }
   for (int i = 0; i < 3; ++i)
@@ -248,6 +338,7 @@ Status decode_object(const WireType& t, od::object& obj, void* out) {
   t.construct(out);
   auto* base = static_cast<unsigned char*>(out);
   std::uint64_t seen = 0;
+  std::size_t hint = 0;
   Status st;
   for (auto fr : obj) {
     od::field fl;
@@ -255,17 +346,14 @@ Status decode_object(const WireType& t, od::object& obj, void* out) {
       st = malformed(e);
       break;
     }
-    std::string_view key;
-    if (auto e = fl.unescaped_key().get(key)) {
-      st = malformed(e);
-      break;
-    }
-    std::size_t i = 0;
-    while (i < t.fields.size() && t.fields[i].name != key) ++i;
-    if (i == t.fields.size()) continue;  // extra fields are ignored
+    const std::size_t i = find_field(t, fl, hint, st);
+    if (!st.ok) break;
+    if (i == std::string_view::npos) continue;  // extra fields are ignored
+    hint = i + 1;
     const std::uint64_t bit = std::uint64_t{1} << i;
     if (seen & bit) {
-      st = bad("Duplicate field '" + std::string(key) + "' for " + std::string(t.name));
+      st = bad("Duplicate field '" + std::string(t.fields[i].name) + "' for " +
+               std::string(t.name));
       break;
     }
     seen |= bit;
@@ -273,7 +361,9 @@ Status decode_object(const WireType& t, od::object& obj, void* out) {
     st = decode_field(t.fields[i], t, v, base);
     if (!st.ok) break;
   }
-  if (st.ok) {
+  const std::uint64_t all = t.fields.size() == 64 ? ~std::uint64_t{0}
+                                                   : (std::uint64_t{1} << t.fields.size()) - 1;
+  if (st.ok && seen != all) {
     for (std::size_t i = 0; i < t.fields.size(); ++i) {
       if (!(seen & (std::uint64_t{1} << i))) {
         st = bad("Missing field '" + std::string(t.fields[i].name) + "' for " +
@@ -286,7 +376,11 @@ Status decode_object(const WireType& t, od::object& obj, void* out) {
   return st;
 }
 
-DecodeStatus to_public(Status st) { return DecodeStatus{st.ok, std::move(st.reason)}; }
+DecodeStatus to_public(Status st) {
+  DecodeStatus d{st.ok, {}};
+  if (!st.ok) d.reason.swap(t_reason);
+  return d;
+}
 
 bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
@@ -407,15 +501,16 @@ DecodeStatus decode_payload(const WireType& t, od::object obj, void* out) {
 PayloadStatus decode_payload_text(od::parser& parser, const WireType& t, std::string_view json,
                                   std::size_t capacity, void* out) {
   od::document doc;
-  if (auto e = parser.iterate(json.data(), json.size(), capacity).get(doc)) return malformed(e);
+  if (auto e = parser.iterate(json.data(), json.size(), capacity).get(doc))
+    return to_payload(malformed(e));
   od::object obj;
-  if (auto e = doc.get_object().get(obj)) return malformed(e);
-  Status st = decode_object(t, obj, out);
+  if (auto e = doc.get_object().get(obj)) return to_payload(malformed(e));
+  const Status st = decode_object(t, obj, out);
   if (st.ok && doc.current_location().error() != simdjson::OUT_OF_BOUNDS) {
     destroy_message(*t.info, out);
-    st = Status{false, true, "Malformed JSON: trailing content"};
+    return PayloadStatus{false, true, "Malformed JSON: trailing content"};
   }
-  return st;
+  return to_payload(st);
 }
 
 // ---- salvage and depth ----------------------------------------------------------------------
@@ -486,11 +581,33 @@ Envelope salvage_envelope(const char* p, std::size_t n) noexcept {
   return env;
 }
 
+namespace {
+/// Bytes that are '{' or '[' (0x7B, 0x5B: the same but for bit 0x20).
+std::size_t count_opening(const char* p, std::size_t n) noexcept {
+  std::size_t count = 0, i = 0;
+#if defined(__SSE2__)
+  const __m128i bit = _mm_set1_epi8(0x20), open = _mm_set1_epi8(0x7B);
+  while (i + 16 <= n) {
+    // why blocks of 255: the per-byte counters are 8 bits wide.
+    __m128i acc = _mm_setzero_si128();
+    const std::size_t end = i + 16 * std::min<std::size_t>(255, (n - i) / 16);
+    for (; i < end; i += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+      acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_or_si128(v, bit), open));
+    }
+    const __m128i sums = _mm_sad_epu8(acc, _mm_setzero_si128());
+    count += static_cast<std::size_t>(_mm_cvtsi128_si32(sums)) +
+             static_cast<std::size_t>(_mm_extract_epi16(sums, 4));
+  }
+#endif
+  for (; i < n; ++i) count += (static_cast<unsigned char>(p[i]) | 0x20) == 0x7B;
+  return count;
+}
+}  // namespace
+
 bool nests_deeper_than(const char* p, std::size_t n, std::uint32_t max_depth) noexcept {
-  // Cheap pre-check (vectorises): fewer opening brackets than the limit cannot nest deeper.
-  std::size_t opens = 0;
-  for (std::size_t i = 0; i < n; ++i) opens += (p[i] == '{') | (p[i] == '[');
-  if (opens <= max_depth) return false;
+  // Cheap pre-check: fewer opening brackets than the limit cannot nest deeper.
+  if (count_opening(p, n) <= max_depth) return false;
   std::uint32_t depth = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const char c = p[i];
@@ -515,13 +632,13 @@ FrameDecoder::FrameDecoder(std::size_t max_frame_bytes, std::uint32_t max_depth)
     throw std::bad_alloc();
 }
 
-FrameResult FrameDecoder::fail(GatewayDrop cause, std::string reason, const char* data,
-                               std::size_t size) {
-  FrameResult r;
-  r.cause = cause;
-  r.reason = std::move(reason);
-  if (size) r.env = salvage_envelope(data, size);
-  return r;
+bool FrameDecoder::fail(GatewayDrop cause, std::string reason, const char* data,
+                        std::size_t size) {
+  r_.cause = cause;
+  r_.reason = std::move(reason);
+  r_.type = nullptr;
+  r_.env = size ? salvage_envelope(data, size) : Envelope{};
+  return false;
 }
 
 namespace {
@@ -533,18 +650,36 @@ int key_index(std::string_view k) {
     if (k == kKeyNames[i]) return i;
   return -1;
 }
+/// The envelope key this raw (still escaped) key is, or -1: compares bytes, no copy.
+int raw_key_index(od::raw_json_string raw) {
+  const char* k = raw.raw();
+  // Constant-size compares of the key and its closing quote (inlined as word compares; the
+  // padded buffer makes reading past a shorter key safe).
+  switch (k[0]) {
+    case 's':
+      if (std::memcmp(k, "sender_actor\"", 13) == 0) return kSenderActor;
+      if (std::memcmp(k, "sender_endpoint\"", 16) == 0) return kSenderEndpoint;
+      return -1;
+    case 'r': return std::memcmp(k, "receiver\"", 9) == 0 ? kReceiver : -1;
+    case 'm':
+      if (std::memcmp(k, "message\"", 8) == 0) return kMessage;
+      if (std::memcmp(k, "message_type\"", 13) == 0) return kMessageType;
+      return -1;
+    default: return -1;
+  }
+}
 }  // namespace
 
-FrameResult FrameDecoder::decode_envelope(std::size_t size, const wire::Registry& reg, void* out,
-                                          PayloadState& payload) {
+bool FrameDecoder::decode_envelope(std::size_t size, const wire::Registry& reg, void* out) {
   const char* data = buf_.data();
   if (nests_deeper_than(data, size, max_depth_))
     return fail(GatewayDrop::too_deep,
                 "JSON nesting deeper than " + std::to_string(max_depth_) + " levels", data, size);
-  FrameResult r;
+  FrameResult& r = r_;
+  PayloadState& payload = payload_;
   const auto cleanup = [&] {
     if (payload.decoded) destroy_message(*r.type->info, out);
-    payload = PayloadState{};
+    payload.decoded = payload.failed = payload.deferred = false;
   };
   const auto json_error = [&](simdjson::error_code e) {
     cleanup();
@@ -568,15 +703,21 @@ FrameResult FrameDecoder::decode_envelope(std::size_t size, const wire::Registry
   unsigned seen = 0;
   std::string_view unexpected, duplicate;
   int type_error = -1;  // first envelope key with a wrong type
+  const auto mistyped = [&](int k) {
+    if (type_error < 0 || k < type_error) type_error = k;
+  };
   for (auto fr : obj) {
     od::field fl;
     if (auto e = std::move(fr).get(fl)) return json_error(e);
-    std::string_view key;
-    if (auto e = fl.unescaped_key().get(key)) return json_error(e);
-    const int k = key_index(key);
-    if (k < 0) {
-      if (unexpected.empty()) unexpected = key;
-      continue;
+    int k = raw_key_index(fl.key());
+    if (k < 0) [[unlikely]] {
+      std::string_view key;  // unknown, or known but written with escapes
+      if (auto e = fl.unescaped_key().get(key)) return json_error(e);
+      k = key_index(key);
+      if (k < 0) {
+        if (unexpected.empty()) unexpected = key;
+        continue;
+      }
     }
     if (seen & (1u << k)) {
       if (duplicate.empty()) duplicate = kKeyNames[k];
@@ -584,55 +725,61 @@ FrameResult FrameDecoder::decode_envelope(std::size_t size, const wire::Registry
     }
     seen |= 1u << k;
     od::value v = fl.value();
-    od::json_type jt;
-    if (auto e = v.type().get(jt)) return json_error(e);
+    if (k == kMessage) {
+      od::object m;
+      const auto e = v.get_object().get(m);
+      if (e == simdjson::INCORRECT_TYPE) {
+        mistyped(k);
+        continue;
+      }
+      if (e) return json_error(e);
+      if (r.type) {
+        // message_type came first (the Python peer's order, and ours): decode in place.
+        const Status st = decode_object(*r.type, m, out);
+        if (st.malformed) return fail(GatewayDrop::bad_json, std::move(t_reason), data, size);
+        payload.decoded = st.ok;
+        payload.failed = !st.ok;
+        if (!st.ok) payload.reason.swap(t_reason);
+      } else {
+        if (auto e2 = m.raw_json().get(payload.raw)) return json_error(e2);
+        payload.deferred = true;
+      }
+      continue;
+    }
+    std::string_view str;
+    const auto e = v.get_string().get(str);
+    if (e == simdjson::INCORRECT_TYPE) {
+      bool null = false;
+      if (k == kSenderActor || k == kSenderEndpoint) {
+        if (auto e2 = v.is_null().get(null)) return json_error(e2);
+      }
+      if (!null) mistyped(k);
+      continue;
+    }
+    if (e) return json_error(e);
     switch (k) {
       case kSenderActor:
-      case kSenderEndpoint: {
-        if (jt == od::json_type::null) break;
-        if (jt != od::json_type::string) {
-          if (type_error < 0 || k < type_error) type_error = k;
-          break;
-        }
-        std::string_view s;
-        if (auto e = v.get_string().get(s)) return json_error(e);
-        (k == kSenderActor ? env.sender_actor : env.sender_endpoint) = s;
-        (k == kSenderActor ? env.has_sender_actor : env.has_sender_endpoint) = true;
+        env.sender_actor = str;
+        env.has_sender_actor = true;
         break;
-      }
+      case kSenderEndpoint:
+        env.sender_endpoint = str;
+        env.has_sender_endpoint = true;
+        break;
       case kReceiver:
-      case kMessageType: {
-        if (jt != od::json_type::string) {
-          if (type_error < 0 || k < type_error) type_error = k;
-          break;
-        }
-        std::string_view s;
-        if (auto e = v.get_string().get(s)) return json_error(e);
-        (k == kReceiver ? env.receiver : env.message_type) = s;
-        (k == kReceiver ? env.has_receiver : env.has_message_type) = true;
-        if (k == kMessageType) r.type = reg.find(s);
+        env.receiver = str;
+        env.has_receiver = true;
         break;
-      }
-      case kMessage: {
-        if (jt != od::json_type::object) {
-          if (type_error < 0 || k < type_error) type_error = k;
-          break;
-        }
-        od::object m;
-        if (auto e = v.get_object().get(m)) return json_error(e);
-        if (r.type) {
-          // message_type came first (the Python peer's order, and ours): decode in place.
-          Status st = decode_object(*r.type, m, out);
-          if (st.malformed) return fail(GatewayDrop::bad_json, std::move(st.reason), data, size);
-          payload.decoded = st.ok;
-          payload.failed = !st.ok;
-          payload.reason = std::move(st.reason);
+      default:
+        env.message_type = str;
+        env.has_message_type = true;
+        if (last_type_ && last_type_->name == str) [[likely]] {
+          r.type = last_type_;
         } else {
-          if (auto e = m.raw_json().get(payload.raw)) return json_error(e);
-          payload.deferred = true;
+          r.type = reg.find(str);
+          if (r.type) last_type_ = r.type;
         }
         break;
-      }
     }
   }
   if (doc.current_location().error() != simdjson::OUT_OF_BOUNDS) {
@@ -645,7 +792,7 @@ FrameResult FrameDecoder::decode_envelope(std::size_t size, const wire::Registry
     r.cause = GatewayDrop::bad_envelope;
     r.reason = std::move(reason);
     r.type = nullptr;
-    return std::move(r);
+    return false;
   };
   for (int k = 0; k < kKeys; ++k)
     if (!(seen & (1u << k)))
@@ -660,7 +807,7 @@ FrameResult FrameDecoder::decode_envelope(std::size_t size, const wire::Registry
     return envelope_error("Envelope key '" + std::string(kKeyNames[type_error]) + "' must be " +
                           kWant[type_error]);
   }
-  return r;
+  return true;
 }
 
 }  // namespace tern::gw

@@ -90,63 +90,78 @@ class FrameDecoder {
   /// whether the receiver exists before the payload is judged (the protocol's order of
   /// reasons: receiver, then type, then payload).
   template <class ReceiverKnown>
-  FrameResult decode(const char* data, std::size_t size, const wire::Registry& reg, void* out,
-                     ReceiverKnown&& receiver_known);
+  const FrameResult& decode(const char* data, std::size_t size, const wire::Registry& reg,
+                            void* out, ReceiverKnown&& receiver_known);
 
  private:
-  FrameResult decode_envelope(std::size_t size, const wire::Registry& reg, void* out,
-                              PayloadState& payload);
-  FrameResult fail(GatewayDrop cause, std::string reason, const char* data, std::size_t size);
+  /// The envelope pass. False: r_ holds the failure (nothing is constructed at `out`).
+  bool decode_envelope(std::size_t size, const wire::Registry& reg, void* out);
+  /// Records a frame-level failure (and the sender a byte scan can find). Returns false.
+  bool fail(GatewayDrop cause, std::string reason, const char* data, std::size_t size);
 
   std::size_t max_frame_;
   std::uint32_t max_depth_;
   Buffer buf_;            ///< the padded copy of the frame being decoded
   od::parser env_parser_;
   od::parser payload_parser_;  ///< a payload that came before message_type, parsed second
+  const wire::WireType* last_type_ = nullptr;  ///< the last type seen: most frames repeat it
+  // why members: reused frame after frame, so their strings keep their capacity.
+  FrameResult r_;
+  PayloadState payload_;
 };
 
 // ---- template -------------------------------------------------------------------------------
 
 template <class ReceiverKnown>
-FrameResult FrameDecoder::decode(const char* data, std::size_t size, const wire::Registry& reg,
-                                 void* out, ReceiverKnown&& receiver_known) {
-  if (size == 0) return fail(GatewayDrop::empty, "Empty frame", data, 0);
-  if (size > max_frame_)
-    return fail(GatewayDrop::too_large,
-                "Frame of " + std::to_string(size) + " bytes exceeds the limit of " +
-                    std::to_string(max_frame_) + " bytes",
-                data, size);
+const FrameResult& FrameDecoder::decode(const char* data, std::size_t size,
+                                        const wire::Registry& reg, void* out,
+                                        ReceiverKnown&& receiver_known) {
+  r_.cause = GatewayDrop::count_;
+  r_.reason.clear();
+  r_.env = Envelope{};
+  r_.type = nullptr;
+  payload_.decoded = payload_.failed = payload_.deferred = false;
+  if (size == 0) {
+    fail(GatewayDrop::empty, "Empty frame", data, 0);
+    return r_;
+  }
+  if (size > max_frame_) {
+    fail(GatewayDrop::too_large,
+         "Frame of " + std::to_string(size) + " bytes exceeds the limit of " +
+             std::to_string(max_frame_) + " bytes",
+         data, size);
+    return r_;
+  }
   // why copy: simdjson reads up to SIMDJSON_PADDING bytes past the end; ZeroMQ's buffer
   // has no such slack. The copy is the "padded buffer", sized once for max_frame_bytes.
+  // Zeroed padding keeps the error reported for a truncated frame the same every time.
   std::memcpy(buf_.data(), data, size);
   std::memset(buf_.data() + size, 0, simdjson::SIMDJSON_PADDING);
-  PayloadState payload;
-  FrameResult r = decode_envelope(size, reg, out, payload);
-  if (!r.ok()) return r;  // nothing is left constructed at `out`
-  if (!receiver_known(r.env.receiver)) {
-    if (payload.decoded) destroy_message(*r.type->info, out);
-    r.cause = GatewayDrop::unknown_actor;
-    r.reason = "Actor '" + std::string(r.env.receiver) + "' not found";
-    return r;
+  if (!decode_envelope(size, reg, out)) return r_;  // nothing is left constructed at `out`
+  if (!receiver_known(r_.env.receiver)) {
+    if (payload_.decoded) destroy_message(*r_.type->info, out);
+    r_.cause = GatewayDrop::unknown_actor;
+    r_.reason.append("Actor '").append(r_.env.receiver).append("' not found");
+    return r_;
   }
-  if (!r.type) {
-    r.cause = GatewayDrop::unknown_type;
-    r.reason = "Unknown message type: " + std::string(r.env.message_type);
-    return r;
+  if (!r_.type) {
+    r_.cause = GatewayDrop::unknown_type;
+    r_.reason.append("Unknown message type: ").append(r_.env.message_type);
+    return r_;
   }
-  if (payload.failed) {
-    r.cause = GatewayDrop::bad_payload;
-    r.reason = std::move(payload.reason);
-  } else if (payload.deferred) {
-    const std::size_t offset = static_cast<std::size_t>(payload.raw.data() - buf_.data());
+  if (payload_.failed) {
+    r_.cause = GatewayDrop::bad_payload;
+    r_.reason.swap(payload_.reason);
+  } else if (payload_.deferred) {
+    const std::size_t offset = static_cast<std::size_t>(payload_.raw.data() - buf_.data());
     PayloadStatus st =
-        decode_payload_text(payload_parser_, *r.type, payload.raw, buf_.size() - offset, out);
+        decode_payload_text(payload_parser_, *r_.type, payload_.raw, buf_.size() - offset, out);
     if (!st.ok) {
-      r.cause = st.malformed ? GatewayDrop::bad_json : GatewayDrop::bad_payload;
-      r.reason = std::move(st.reason);
+      r_.cause = st.malformed ? GatewayDrop::bad_json : GatewayDrop::bad_payload;
+      r_.reason.swap(st.reason);
     }
   }
-  return r;
+  return r_;
 }
 
 }  // namespace tern::gw

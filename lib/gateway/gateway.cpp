@@ -130,6 +130,10 @@ struct Gateway::Impl {
   StringMap<std::uint32_t> sender_cache;  ///< raw "actor\0endpoint" -> remote index
   StringMap<ActorRef> exposed;            ///< set-up only, then read-only
   StringMap<ActorRef> receivers;          ///< resolved receiver names
+  // one-entry caches in front of the maps: traffic mostly repeats its sender and receiver
+  std::string last_receiver_name, last_sender_actor, last_sender_endpoint;
+  ActorRef last_receiver;
+  std::uint32_t last_sender = 0;
   std::vector<std::uint32_t> remote_peer; ///< remote index -> peer index
   std::vector<Peer> peers;
   StringMap<std::uint32_t> peer_by_addr;
@@ -250,6 +254,18 @@ struct Gateway::Impl {
 
   /// Gateway thread: the remote index of an inbound sender (0: table full).
   std::uint32_t sender_index(std::string_view actor, std::string_view endpoint) {
+    // Most frames come from the sender of the one before: check that first.
+    if (last_sender && actor == last_sender_actor && endpoint == last_sender_endpoint) [[likely]]
+      return last_sender;
+    const std::uint32_t idx = sender_index_slow(actor, endpoint);
+    if (idx) {
+      last_sender = idx;
+      last_sender_actor.assign(actor);
+      last_sender_endpoint.assign(endpoint);
+    }
+    return idx;
+  }
+  std::uint32_t sender_index_slow(std::string_view actor, std::string_view endpoint) {
     key.clear();
     key.append(actor).push_back('\0');
     key.append(endpoint);
@@ -263,8 +279,17 @@ struct Gateway::Impl {
 
   // ---- receivers --------------------------------------------------------------------------
   ActorRef find_receiver(std::string_view name) {
-    if (auto it = receivers.find(name); it != receivers.end()) [[likely]]
-      return it->second;
+    if (last_receiver && name == last_receiver_name) [[likely]]
+      return last_receiver;
+    ActorRef r = find_receiver_slow(name);
+    if (r) {
+      last_receiver = r;
+      last_receiver_name.assign(name);
+    }
+    return r;
+  }
+  ActorRef find_receiver_slow(std::string_view name) {
+    if (auto it = receivers.find(name); it != receivers.end()) return it->second;
     ActorRef r;
     if (auto it = exposed.find(name); it != exposed.end()) {
       r = it->second;
@@ -476,6 +501,16 @@ struct Gateway::Impl {
   /// (stash) when the mailbox is full: reading the socket pauses, so ZeroMQ's high-water
   /// mark pushes back on the sender instead of us dropping.
   void deliver(ActorRef to, const MessageInfo& info, ActorRef from) {
+    // Inline dispatch (opt-in): run an idle receiver's handler on this thread. Not while our
+    // own mailbox is half full: the handler's sends to remote actors land there, and a
+    // blocking send into it from its only consumer would never return.
+    if (cfg.inline_dispatch && !to.is_remote() && to.actor() != &self &&
+        self.mailbox().depth() < self.mailbox().capacity() / 2 &&
+        Runtime::try_run_inline(*to.actor(), info, staging, from, &detail::tl_ctx)) {
+      destroy_message(info, staging);
+      bump(messages_in);
+      return;
+    }
     const SendResult r = to.try_send_erased(info, staging, from);
     if (r == SendResult::ok) [[likely]] {
       bump(messages_in);
@@ -523,6 +558,8 @@ struct Gateway::Impl {
         handle_frame(static_cast<const char*>(zmq_msg_data(&msg)), zmq_msg_size(&msg));
       }
       zmq_msg_close(&msg);
+      // An inline handler queued outbound work (a reply): send it before reading on.
+      if (self.mailbox().depth() != 0) break;
     }
     return n;
   }

@@ -1,6 +1,7 @@
 // tern/wire.hpp: the Registry's out-of-line parts and the built-in Reject.
 #include <tern/wire.hpp>
 
+#include <cstring>
 #include <stdexcept>
 
 #include "codec.hpp"
@@ -71,6 +72,17 @@ void Registry::add_type(WireType t) {
       if (t.fields[i].name == t.fields[j].name)
         throw std::invalid_argument("tern: " + cpp + " declares wire field '" +
                                     std::string(t.fields[i].name) + "' twice");
+  for (Field& f : t.fields) {
+    f.key8 = f.mask8 = 0;
+    if (f.name.size() <= 7) {
+      char bytes[8] = {};
+      std::memcpy(bytes, f.name.data(), f.name.size());
+      bytes[f.name.size()] = '"';
+      std::memcpy(&f.key8, bytes, 8);
+      f.mask8 = f.name.size() == 7 ? ~std::uint64_t{0}
+                                   : (std::uint64_t{1} << (8 * (f.name.size() + 1))) - 1;
+    }
+  }
   t.name_json.clear();
   gw::json::append_string(t.name_json, t.name);
   const auto index = static_cast<std::uint32_t>(types_.size());

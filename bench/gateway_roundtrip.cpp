@@ -1,0 +1,234 @@
+// C++ <-> C++ round trip over TCP loopback through two gateways, beside a bare libzmq
+// PUSH/PULL ping-pong in the same run (same frame bytes, same two-context layout). Rounds
+// alternate bare / gateway so both see the same machine noise; the figures pool all rounds.
+//
+//   gateway_roundtrip [--n 20000] [--warmup 2000] [--rounds 3] [--wake futex|spin|yield]
+//                     [--spin 0] [--inline] [--json FILE]
+#include <zmq.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <tern/gateway.hpp>
+#include <tern/histogram.hpp>
+#include <tern/manager.hpp>
+
+#include "bench_util.hpp"
+
+namespace {
+
+struct Ping {
+  static constexpr tern::MessageId message_id = 1001;
+  std::int64_t count = 0;
+  TERN_WIRE(Ping, count)
+};
+struct Pong {
+  static constexpr tern::MessageId message_id = 1002;
+  std::int64_t count = 0;
+  TERN_WIRE(Pong, count)
+};
+struct Go {
+  static constexpr tern::MessageId message_id = 1003;
+};
+
+const char* kUsage =
+    "usage: gateway_roundtrip [--n N] [--warmup N] [--rounds R] [--wake futex|spin|yield]\n"
+    "                         [--spin TURNS] [--inline] [--json FILE]\n"
+    "  --spin: the gateways' idle turns before they park in poll (GatewayConfig::spin_turns)\n"
+    "  Round trips Ping -> Pong through two gateways on tcp loopback, beside a bare libzmq\n"
+    "  PUSH/PULL ping-pong of the same frame bytes; prints p50/p90/p99/max and round trips/s.\n";
+
+struct Result {
+  tern::Histogram h;
+  double seconds = 0;  ///< wall time of the measured round trips
+  std::uint64_t n = 0;
+};
+
+std::string last_endpoint(void* sock) {
+  char buf[256];
+  std::size_t len = sizeof buf;
+  zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, buf, &len);
+  return std::string(buf, len - 1);
+}
+
+// ---- baseline: bare libzmq ------------------------------------------------------------------
+
+void bare_round(std::uint64_t warmup, std::uint64_t n, const std::string& frame, Result& out) {
+  void* ctx_a = zmq_ctx_new();
+  void* ctx_b = zmq_ctx_new();
+  void* pull_a = zmq_socket(ctx_a, ZMQ_PULL);
+  void* pull_b = zmq_socket(ctx_b, ZMQ_PULL);
+  zmq_bind(pull_a, "tcp://127.0.0.1:*");
+  zmq_bind(pull_b, "tcp://127.0.0.1:*");
+  void* push_a = zmq_socket(ctx_a, ZMQ_PUSH);
+  void* push_b = zmq_socket(ctx_b, ZMQ_PUSH);
+  zmq_connect(push_a, last_endpoint(pull_b).c_str());
+  zmq_connect(push_b, last_endpoint(pull_a).c_str());
+  const std::uint64_t total = warmup + n;
+  std::thread pong([&] {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    for (std::uint64_t i = 0; i < total; ++i) {
+      zmq_msg_recv(&m, pull_b, 0);
+      zmq_send(push_b, zmq_msg_data(&m), zmq_msg_size(&m), 0);
+    }
+    zmq_msg_close(&m);
+  });
+  zmq_msg_t m;
+  zmq_msg_init(&m);
+  std::uint64_t start = 0;
+  for (std::uint64_t i = 0; i < total; ++i) {
+    const std::uint64_t t0 = bench::now_ns();
+    if (i == warmup) start = t0;
+    zmq_send(push_a, frame.data(), frame.size(), 0);
+    zmq_msg_recv(&m, pull_a, 0);
+    if (i >= warmup) out.h.record(bench::now_ns() - t0);
+  }
+  out.seconds += static_cast<double>(bench::now_ns() - start) / 1e9;
+  out.n += n;
+  zmq_msg_close(&m);
+  pong.join();
+  const int linger = 0;
+  for (void* s : {pull_a, pull_b, push_a, push_b}) {
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(s);
+  }
+  zmq_ctx_term(ctx_a);
+  zmq_ctx_term(ctx_b);
+}
+
+// ---- through two gateways -------------------------------------------------------------------
+
+class Pinger : public tern::Actor {
+ public:
+  Pinger(std::uint64_t warmup, std::uint64_t n, Result& out) : warmup_(warmup), n_(n), out_(out) {
+    handle<&Pinger::on_go>();
+    handle<&Pinger::on_pong>();
+  }
+  tern::ActorRef pong;
+  std::atomic<std::uint32_t> done{0};
+
+ private:
+  void on_go(const Go&) { send(0); }
+  void on_pong(const Pong& p) {
+    const std::uint64_t now = bench::now_ns();
+    const auto i = static_cast<std::uint64_t>(p.count);
+    if (i >= warmup_) out_.h.record(now - t0_);
+    if (i + 1 == warmup_ + n_) {
+      out_.seconds += static_cast<double>(now - start_) / 1e9;
+      out_.n += n_;
+      done.store(1, std::memory_order_release);
+      done.notify_all();
+      return;
+    }
+    send(i + 1);
+  }
+  void send(std::uint64_t i) {
+    t0_ = bench::now_ns();
+    if (i == warmup_) start_ = t0_;
+    (void)pong.send(Ping{static_cast<std::int64_t>(i)});
+  }
+  std::uint64_t warmup_, n_, t0_ = 0, start_ = 0;
+  Result& out_;
+};
+
+class Ponger : public tern::Actor {
+ public:
+  Ponger() { handle<&Ponger::on_ping>(); }
+  void on_ping(const Ping& p) { (void)reply(Pong{p.count}); }
+};
+
+void gateway_round(std::uint64_t warmup, std::uint64_t n, tern::Wake wake, bool inline_dispatch,
+                   std::uint32_t spin_turns, Result& out) {
+  tern::wire::Registry reg;
+  reg.add<Ping>().add<Pong>();
+  tern::GatewayConfig cfg;
+  cfg.bind = "tcp://127.0.0.1:*";
+  cfg.inline_dispatch = inline_dispatch;
+  cfg.spin_turns = spin_turns;
+  tern::ThreadConfig tc;
+  tc.wake = wake;
+  tern::Manager ma, mb;
+  auto ga = std::make_unique<tern::Gateway>(reg, cfg);
+  auto gb = std::make_unique<tern::Gateway>(reg, cfg);
+  tern::Gateway& gw_a = *ga;
+  tern::Gateway& gw_b = *gb;
+  ma.manage("gw", std::move(ga), tc);
+  mb.manage("gw", std::move(gb), tc);
+  auto pinger = std::make_unique<Pinger>(warmup, n, out);
+  Pinger& p = *pinger;
+  p.pong = gw_a.remote("pong", gw_b.endpoint());
+  const tern::ActorRef ping_ref = ma.manage("ping", std::move(pinger), tc);
+  mb.manage("pong", std::make_unique<Ponger>(), tc);
+  ma.init();
+  mb.init();
+  (void)ping_ref.send(Go{});
+  p.done.wait(0, std::memory_order_acquire);
+  ma.end();
+  mb.end();
+}
+
+void print_row(const char* label, const Result& r) {
+  std::printf("%-24s %9.1f %9.1f %9.1f %9.1f %10.0f\n", label,
+              static_cast<double>(r.h.value_at_percentile(50)) / 1e3,
+              static_cast<double>(r.h.value_at_percentile(90)) / 1e3,
+              static_cast<double>(r.h.value_at_percentile(99)) / 1e3,
+              static_cast<double>(r.h.max()) / 1e3, static_cast<double>(r.n) / r.seconds);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bench::Args args(argc, argv,
+                   {{"n", "20000"}, {"warmup", "2000"}, {"rounds", "3"}, {"wake", "futex"},
+                    {"spin", "0"}, {"json", ""}},
+                   kUsage, {"inline"});
+  const std::uint64_t n = args.u64("n"), warmup = args.u64("warmup"), rounds = args.u64("rounds");
+  tern::Wake wake;
+  if (!bench::parse_wake(args.str("wake"), wake)) bench::Args::fail("bad --wake", kUsage);
+  const bool inline_dispatch = args.flag("inline");
+  if (n == 0 || rounds == 0) bench::Args::fail("--n and --rounds must be > 0", kUsage);
+
+  // The bare baseline sends the very bytes the gateway puts on the wire for a Ping.
+  const std::string frame =
+      R"({"sender_actor":"ping","sender_endpoint":"tcp://127.0.0.1:40000","receiver":"pong",)"
+      R"("message_type":"Ping","message":{"count":12345}})";
+
+  Result bare, gw;
+  for (std::uint64_t r = 0; r < rounds; ++r) {
+    bare_round(warmup, n, frame, bare);
+    gateway_round(warmup, n, wake, inline_dispatch, static_cast<std::uint32_t>(args.u64("spin")),
+                  gw);
+  }
+  std::printf("round trip over tcp loopback, %llu x %llu round trips (+%llu warm-up each), "
+              "wake=%s%s, %zu-byte frame\n",
+              (unsigned long long)rounds, (unsigned long long)n, (unsigned long long)warmup,
+              args.str("wake").c_str(), inline_dispatch ? ", inline dispatch" : "", frame.size());
+  std::printf("%-24s %9s %9s %9s %9s %10s\n", "", "p50 us", "p90 us", "p99 us", "max us",
+              "rt/s");
+  print_row("bare libzmq PUSH/PULL", bare);
+  print_row("tern gateway x2", gw);
+  const double ratio = static_cast<double>(gw.h.value_at_percentile(50)) /
+                       static_cast<double>(bare.h.value_at_percentile(50));
+  const double rate_ratio = (static_cast<double>(bare.n) / bare.seconds) /
+                            (static_cast<double>(gw.n) / gw.seconds);
+  std::printf("ratio gateway/bare: p50 %.2fx, time per round trip %.2fx\n", ratio, rate_ratio);
+
+  std::string json = "{\"benchmark\": \"gateway_roundtrip\", \"n\": " + std::to_string(n) +
+                     ", \"rounds\": " + std::to_string(rounds) +
+                     ", \"wake\": " + bench::jstr(args.str("wake")) +
+                     ", \"inline_dispatch\": " + (inline_dispatch ? "true" : "false") +
+                     ", \"frame_bytes\": " + std::to_string(frame.size()) + ",\n  \"bare\": {" +
+                     bench::json_fields("", bare.h) +
+                     ", \"round_trips_per_s\": " + std::to_string(bare.n / bare.seconds) +
+                     "},\n  \"gateway\": {" + bench::json_fields("", gw.h) +
+                     ", \"round_trips_per_s\": " + std::to_string(gw.n / gw.seconds) +
+                     "},\n  \"p50_ratio\": " + std::to_string(ratio) +
+                     ", \"time_ratio\": " + std::to_string(rate_ratio) + "}\n";
+  bench::write_file(args.str("json"), json);
+  return 0;
+}
