@@ -195,6 +195,10 @@ void Group::worker(std::uint32_t index) {
           detail::cpu_relax();
           break;
         }
+        if (idle <= cfg_.spin_limit + cfg_.yield_limit) {
+          sched_yield();
+          break;
+        }
         idle = 0;
         const std::uint32_t e = epoch_.load(std::memory_order_seq_cst);
         sleepers_.fetch_add(1, std::memory_order_seq_cst);

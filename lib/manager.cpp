@@ -106,6 +106,7 @@ void Manager::init() {
     Entry* e = ep.get();
     e->actor->mailbox().set_notify(e->thread.wake == Wake::futex ? detail::Notify::futex
                                                                   : detail::Notify::none);
+    Runtime::set_idle_yields(*e->actor, e->thread.yield_limit);
     e->th = std::thread([this, e] {
       e->report = apply_thread_config(e->thread, std::string(e->actor->name()));
       e->configured.store(1, std::memory_order_release);

@@ -189,6 +189,7 @@ void Runtime::run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
     futex_wake_all(*started);
   }
   std::uint32_t idle = 0;
+  const std::uint32_t yields = a.idle_yields_;
   for (;;) {
     const std::uint32_t n = drain(a, Tuning::batch, me);
     const std::uint32_t ph = a.phase_.load(std::memory_order_acquire);
@@ -209,8 +210,11 @@ void Runtime::run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
         sched_yield();
         break;
       case Wake::futex:
+        // spin (pause), then yield, then park: the same shape as std::atomic::wait
         if (++idle <= spin_limit) {
           cpu_relax();
+        } else if (idle <= spin_limit + yields) {
+          sched_yield();
         } else {
           a.mailbox_.park([&]() noexcept { return a.phase_.load(std::memory_order_seq_cst) != ph; });
           idle = 0;

@@ -36,6 +36,7 @@ struct Runtime {
     a.manager_ = m;
     a.group_ = g;
   }
+  static void set_idle_yields(Actor& a, std::uint32_t n) noexcept { a.idle_yields_ = n; }
   static void set_histograms(Actor& a, Histogram* queue, Histogram* handler) noexcept {
     a.queue_hist_ = queue;
     a.handler_hist_ = handler;

@@ -33,6 +33,8 @@ struct GroupConfig {
   /// Idle workers: futex parks after spin_limit empty polls; spin never parks; yield yields.
   Wake wake = Wake::futex;
   std::uint32_t spin_limit = Tuning::futex_spin;
+  /// futex: after spin_limit pause-polls, this many sched_yield() polls before parking.
+  std::uint32_t yield_limit = 0;
   /// Applied to every worker (CPUs, policy, priority; the name gets "-N" appended).
   ThreadConfig thread;
 };

@@ -22,8 +22,10 @@ struct ThreadConfig {
   std::string name;
   /// How the actor waits for messages.
   Wake wake = Tuning::default_wake;
-  /// futex wake: empty polls before parking.
+  /// futex wake: empty polls (with a pause instruction) before parking ...
   std::uint32_t spin_limit = Tuning::futex_spin;
+  /// ... then this many polls with sched_yield() in between, then park.
+  std::uint32_t yield_limit = 0;
   /// true: init() throws when the OS refuses any of the above; false: warn on stderr and
   /// go on with what could be applied.
   bool strict = false;
