@@ -10,7 +10,9 @@
 //   bare futex syscalls (futex only: FUTEX_WAIT/FUTEX_WAKE, no user-space spinning)
 //   std::mutex + std::condition_variable + std::deque (futex only: the classic blocking
 //   mailbox; it parks, so it is compared with the strategy that parks)
-// --group runs both tern actors in one tern::Group (2 workers) instead of a thread each.
+// --group runs both tern actors in one tern::Group (--workers, default 2) instead of a thread
+// each; --split-groups puts each actor in a Group of its own (1 worker, pinned), so every
+// message crosses cores through the group scheduler.
 #include <atomic>
 #include <cstdio>
 #include <string>
@@ -28,7 +30,7 @@ using namespace tern;
 static const char* kUsage =
     "usage: pingpong [--wake spin|futex|yield] [--iterations N] [--warmup N] [--cpus A,B]\n"
     "                [--spin N] [--mailbox spsc|mpsc] [--json FILE] [--hgrm PREFIX]\n"
-    "                [--baselines all|floor] [--group] [--workers N]\n"
+    "                [--baselines all|floor] [--group] [--workers N] [--split-groups]\n"
     "  Round trip of one message between two actors on CPUs A and B, beside the bare floor\n"
     "  measured the same way in the same run. --spin: futex mode's empty polls before parking\n"
     "  (default 0: park at once, like the bare wait/notify floor).\n"
@@ -36,7 +38,8 @@ static const char* kUsage =
     "  mode bare futex syscall and mutex+condvar queue rows. --hgrm PREFIX writes\n"
     "  PREFIX<row>.hgrm (microseconds) for each row (rows: tern floor rwq futex_raw\n"
     "  mutex_condvar). --group: both actors in one tern::Group of --workers workers (default\n"
-    "  2, on CPUs A and B; 1 worker: on CPU B) with mpsc mailboxes (either worker may send).\n";
+    "  2, on CPUs A and B; 1 worker: on CPU B) with mpsc mailboxes (either worker may send).\n"
+    "  --split-groups: each actor in its own 1-worker Group, on CPU A and CPU B.\n";
 
 namespace {
 struct Ball {
@@ -109,6 +112,30 @@ Histogram run_tern_group(Wake wake, std::uint32_t spin, std::uint32_t workers, i
   ActorRef pong = g.emplace<Ponger>("ponger", mb);
   g.emplace<Pinger>("pinger", mb, pong, warmup, iterations, h);
   mgr.attach(g);
+  mgr.init();
+  mgr.run();
+  mgr.end();
+  return h;
+}
+
+Histogram run_tern_split(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, int cpu_b,
+                         std::uint64_t warmup, std::uint64_t iterations) {
+  Histogram h;
+  Manager mgr;
+  GroupConfig ga, gb;
+  ga.workers = gb.workers = 1;
+  ga.wake = gb.wake = wake;
+  ga.spin_limit = gb.spin_limit = spin;
+  ga.thread.cpus = {cpu_a};
+  gb.thread.cpus = {cpu_b};
+  Group pinger("pinger", ga), ponger("ponger", gb);
+  const MailboxConfig mb{1024, kind};
+  ActorRef pong = ponger.emplace<Ponger>("ponger", mb);
+  pinger.emplace<Pinger>("pinger", mb, pong, warmup, iterations, h);
+  // Ponger's group first: Manager starts groups in attach order, and the pinger's Start
+  // handler sends to the ponger (a send into a group that has not started crashes today).
+  mgr.attach(ponger);
+  mgr.attach(pinger);
   mgr.init();
   mgr.run();
   mgr.end();
@@ -270,7 +297,7 @@ int main(int argc, char** argv) {
                     {"hgrm", ""},
                     {"baselines", "all"},
                     {"workers", "2"}},
-                   kUsage, {"group"});
+                   kUsage, {"group", "split-groups"});
   const std::string wname = args.str("wake");
   Wake wake{};
   if (!bench::parse_wake(wname, wake))
@@ -278,12 +305,16 @@ int main(int argc, char** argv) {
   const std::string mname = args.str("mailbox");
   if (mname != "spsc" && mname != "mpsc")
     bench::Args::fail("--mailbox must be spsc or mpsc, got '" + mname + "'", kUsage);
-  const bool group = args.flag("group");
+  const bool split = args.flag("split-groups");
+  const bool group = args.flag("group") || split;
   const auto workers = static_cast<std::uint32_t>(args.u64("workers"));
   if (workers == 0 || workers > 256) bench::Args::fail("--workers must be in 1..256", kUsage);
   // A group actor may run on either worker, so its peer sees two producer threads: mpsc.
+  // (Split groups have one worker each, so one producer thread per mailbox: spsc is fine.)
   const MailboxKind kind =
-      mname == "spsc" && !group ? MailboxKind::spsc : MailboxKind::mpsc;
+      mname == "spsc" && (!group || split) ? MailboxKind::spsc : MailboxKind::mpsc;
+  if (split && workers != 2)
+    bench::Args::fail("--split-groups uses one worker per group; drop --workers", kUsage);
   const std::string bname = args.str("baselines");
   if (bname != "all" && bname != "floor")
     bench::Args::fail("--baselines must be all or floor, got '" + bname + "'", kUsage);
@@ -297,13 +328,16 @@ int main(int argc, char** argv) {
               wname.c_str(), kind == MailboxKind::spsc ? "spsc" : "mpsc", (unsigned long long)iters,
               (unsigned long long)warm, cpus[0], cpus[1],
               wake == Wake::futex ? (" spin=" + std::to_string(spin)).c_str() : "",
-              group ? (" group workers=" + std::to_string(workers)).c_str() : "");
+              split   ? " split-groups (1 worker each)"
+              : group ? (" group workers=" + std::to_string(workers)).c_str()
+                      : "");
   std::fflush(stdout);
   // Floor first, then tern, then the floor again: the better floor is the baseline, so a
   // noisy neighbour during one floor run cannot flatter the ratio.
   Histogram f1 = run_floor(wake, cpus[0], cpus[1], warm, iters);
-  Histogram t = group ? run_tern_group(wake, spin, workers, cpus[0], cpus[1], warm, iters)
-                      : run_tern(wake, spin, kind, cpus[0], cpus[1], warm, iters);
+  Histogram t = split   ? run_tern_split(wake, spin, kind, cpus[0], cpus[1], warm, iters)
+                : group ? run_tern_group(wake, spin, workers, cpus[0], cpus[1], warm, iters)
+                        : run_tern(wake, spin, kind, cpus[0], cpus[1], warm, iters);
   Histogram f2 = run_floor(wake, cpus[0], cpus[1], warm, iters);
   Histogram& floor = f1.value_at_percentile(50) <= f2.value_at_percentile(50) ? f1 : f2;
   const char* floor_name = wake == Wake::futex ? "bare atomic wait/notify"
@@ -328,8 +362,9 @@ int main(int argc, char** argv) {
     }
   }
   const std::string tern_label =
-      group ? "tern " + wname + " (group of " + std::to_string(workers) + ")"
-            : "tern " + wname + " (" + mname + ")";
+      split   ? "tern " + wname + " (2 groups of 1 worker)"
+      : group ? "tern " + wname + " (group of " + std::to_string(workers) + ")"
+              : "tern " + wname + " (" + mname + ")";
   std::vector<bench::Row> rows;
   rows.push_back({tern_label, t});
   rows.push_back({std::string(floor_name) + " (floor)", floor});
@@ -363,7 +398,8 @@ int main(int argc, char** argv) {
                 "\"floor\": \"%s\", \"ratio_p50\": %.4f, \"group\": %s, \"workers\": %u, \"spin\": %u",
                 wname.c_str(), kind == MailboxKind::spsc ? "spsc" : "mpsc",
                 (unsigned long long)iters, cpus[0], cpus[1], floor_name, ratio,
-                group ? "true" : "false", group ? workers : 0, spin);
+                split ? "\"split\"" : group ? "true" : "false", split ? 1 : group ? workers : 0,
+                spin);
   bench::write_file(args.str("json"), "{" + std::string(extra) + ", " +
                                           bench::json_fields("", t) + ", " +
                                           bench::json_fields("floor_", floor) + ", " +
