@@ -111,7 +111,20 @@ def test_python_ping_cpp_pong_10000_round_trips(procs):
     m = re.search(r"^ping: count=(\d+) p50_us=", ping.stdout, re.M)
     assert m and int(m.group(1)) == N, ping.output()
     assert pong.stop() == 0, pong.output()
-    assert re.search(rf"\b{N}\b", pong.stdout), pong.output()  # how many Pings it answered
+    assert f"pong: answered {N} pings; rejects_sent=0 dropped=0" in pong.stdout, pong.output()
+
+
+def test_market_data_example_streams_10000_quotes_to_python_research_and_counts_signals(procs):
+    research, ep = python_example(procs, "research_actor.py", "research")
+    market = procs.start("market_data_gateway", [
+        require(cpp_example("market_data_gateway")), "--peer", ep, "--peer-name", "research",
+        "--quotes", N, "--timeout", 90])
+    assert market.wait(120) == 0, market.output()  # 0: every quote answered, in order
+    m = re.search(r"^market: (\d+) quotes to 'research' at \S+, (\d+) signals back .*, "
+                  r"(\d+) rejects", market.stdout, re.M)
+    assert m and list(map(int, m.groups())) == [N, N, 0], market.output()
+    assert research.stop() == 0, research.output()
+    assert f"research: answered {N} quotes" in research.stdout, research.output()
 
 
 def test_cpp_market_quotes_and_python_research_signals_10000_each_way(procs):
@@ -167,7 +180,7 @@ def test_python_pings_get_10000_pongs_carrying_the_repliers_name_and_endpoint(
         assert env == {"sender_actor": "pong", "sender_endpoint": ep, "receiver": "tester",
                        "message_type": "Pong", "message": {"count": received}}, env
     assert pong.stop() == 0, pong.output()
-    assert re.search(rf"\b{N}\b", pong.stdout), pong.output()
+    assert f"pong: answered {N} pings; rejects_sent=0 dropped=0" in pong.stdout, pong.output()
 
 
 # ---- Rejects, both ways -------------------------------------------------------------------
@@ -196,6 +209,10 @@ def test_cpp_gateway_rejects_bad_python_messages_with_the_protocols_reasons(proc
         raw.send("pong", "Ping", {"count": 100 + i})  # and it goes on answering
         assert raw.recv()["message"] == {"count": 100 + i}, case
     assert pong.stop() == 0, pong.output()
+    # each bad frame counted by cause (docs/gateway.md), nothing else dropped
+    assert "pong: answered 4 pings; rejects_sent=4 dropped=4" in pong.stdout, pong.output()
+    assert re.search(r"^pong: gateway .* unknown_actor=1 unknown_type=1 bad_payload=2$",
+                     pong.stdout, re.M), pong.output()
 
 
 @pytest.mark.parametrize("case,type_,reason,rejected_by", [
@@ -232,9 +249,8 @@ def test_cpp_ping_to_a_wrong_python_actor_name_fails_with_the_reject(procs):
     pong, ep = python_example(procs, "pong.py", "pong")
     ping = procs.start("gateway_ping", [require(cpp_example("gateway_ping")), "--peer", ep,
                                         "--peer-name", "nobody", "--count", 5])
-    rc = ping.wait(60)
-    assert rc != 0, ping.output()
-    assert "Actor 'nobody' not found" in ping.stdout + ping.stderr, ping.output()
+    assert ping.wait(60) == 4, ping.output()
+    assert "ping: rejected by 'nobody': Actor 'nobody' not found" in ping.stderr, ping.output()
     assert pong.stop() == 0, pong.output()
     assert "rejects_sent=1" in pong.stdout, pong.output()
 
