@@ -6,6 +6,7 @@ its own; the `procs` fixture kills each group with SIGKILL and waits for it in t
 whatever the test did, then checks that no child of this process and no member of those
 groups is left.
 """
+import atexit
 import json
 import os
 import pathlib
@@ -98,6 +99,31 @@ def rss_kib(pid):
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+# Every Proc not yet reaped. If pytest itself is killed (scripts/test's `timeout` sends
+# SIGTERM) fixture teardown never runs, and the children, each in a session of its own,
+# would not get the signal: the handler below kills their groups first.
+_live = set()
+
+
+def _kill_live_groups():
+    for p in list(_live):
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _on_sigterm(signum, frame):
+    _kill_live_groups()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    signal.signal(signal.SIGTERM, _on_sigterm)
+atexit.register(_kill_live_groups)
+
+
 class Proc:
     """A child process in its own session; its output is collected line by line."""
 
@@ -108,6 +134,7 @@ class Proc:
                                       stderr=subprocess.PIPE, text=True, env=env,
                                       start_new_session=True)
         self.pid = self.popen.pid
+        _live.add(self)
         self.lines = []   # stdout
         self.last_index = -1
         self.errors = []  # stderr
@@ -171,6 +198,7 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"{self.name} still running after {timeout:g}s\n{self.output()}")
+        _live.discard(self)
         for t in self._readers:
             t.join(5)
         return rc
@@ -189,6 +217,7 @@ class Proc:
             pass
         try:
             self.popen.wait(timeout=10)
+            _live.discard(self)
         except subprocess.TimeoutExpired:
             pass
         for t in self._readers:
