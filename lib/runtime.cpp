@@ -136,8 +136,9 @@ void Runtime::deliver(Actor& a, const MessageInfo& info, const void* msg, Thread
 bool Runtime::try_run_inline(Actor& a, const MessageInfo& info, const void* msg, ActorRef from,
                              ThreadCtx* me) noexcept {
   if (a.phase_.load(std::memory_order_acquire) != 0 || !a.try_lock(me)) return false;
-  // Messages already queued go first: run inline only when none is waiting.
-  if (a.mailbox_.front() != nullptr) {
+  // Messages already queued go first: run inline only when none is waiting. empty_sc(), not
+  // front(): the owner thread peeks with front() without the lock, and front() writes.
+  if (!a.mailbox_.empty_sc()) {
     a.unlock();
     return false;
   }

@@ -68,11 +68,11 @@ class PongActor : public Actor {
   }
   void on_start(const Start&) { own_thread = std::this_thread::get_id(); }
   void on_ping(const Ping& p) {
-    ping_thread = std::this_thread::get_id();
+    ping_thread.store(std::this_thread::get_id());
     pings.fetch_add(1);
     (void)reply(Pong{p.count});
   }
-  std::thread::id own_thread, ping_thread;  // read after a reply was seen
+  std::atomic<std::thread::id> own_thread, ping_thread;
   void on_level(const Level& l) { last_level.store(l.level); }
   std::atomic<int> pings{0};
   std::atomic<int> last_level{-1};
@@ -489,7 +489,7 @@ TEST_CASE("inline dispatch runs an idle receiver's handler on the gateway thread
     raw.send(raw.envelope("pong", "Ping", R"({"count":)" + std::to_string(i) + "}"));
     REQUIRE(raw.recv().value_or("") == pong_json(node, i));
   }
-  CHECK(node.pong->ping_thread != node.pong->own_thread);  // it ran on the gateway thread
+  CHECK(node.pong->ping_thread.load() != node.pong->own_thread.load());  // on the gateway thread
   CHECK(node.pong->pings.load() == 100);
   CHECK(node.pong_ref.actor()->stats().handled == 100);
   CHECK(node.pong_ref.actor()->stats().reply_failures == 0);
