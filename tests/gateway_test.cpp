@@ -328,6 +328,21 @@ TEST_CASE("every bad frame is counted by cause, rejected when the sender is know
   CHECK(node.pong->pings.load() == next);
 }
 
+TEST_CASE("a frame over the socket cap is cut off by libzmq and the gateway goes on") {
+  GatewayConfig cfg = Node::test_config();
+  cfg.socket_max_frame_bytes = 1u << 20;
+  Node node(base_registry(), cfg);
+  node.start();
+  RawPeer raw(node.gw->endpoint());
+  raw.send(raw.envelope("pong", "Ping", R"({"count":1,"pad":")" + std::string(2u << 20, 'x') + "\"}"));
+  RawPeer fresh(node.gw->endpoint());
+  fresh.send(fresh.envelope("pong", "Ping", R"({"count":2})"));
+  const auto reply = fresh.recv();
+  REQUIRE(reply);
+  CHECK(reply->find(R"("message":{"count":2})") != std::string::npos);
+  CHECK(node.gw->stats().frames_in == 1);  // the big one never reached the gateway
+}
+
 TEST_CASE("a null sender on a message whose handler replies: the reply is a counted failure") {
   Node node;
   node.start();

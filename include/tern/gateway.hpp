@@ -37,6 +37,9 @@ struct GatewayConfig {
   /// Larger frames are dropped unparsed (counted as too_large; Reject when a bounded scan
   /// of the frame finds the sender).
   std::size_t max_frame_bytes = 64 * 1024;
+  /// Memory guard: libzmq itself refuses frames above this and drops the connection that
+  /// sent one (so those are not counted). 0: no limit. Keep it well above max_frame_bytes.
+  std::size_t socket_max_frame_bytes = 16u << 20;
   /// Deepest JSON nesting accepted in a frame (counted as too_deep beyond).
   std::uint32_t max_depth = 64;
   /// Distinct remote actors (remote() plus inbound senders) remembered. Beyond it inbound

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <deque>
@@ -177,6 +178,11 @@ struct Gateway::Impl {
     const int linger = 0;
     zmq_setsockopt(pull, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(pull, ZMQ_RCVHWM, &cfg.recv_hwm, sizeof cfg.recv_hwm);
+    if (cfg.socket_max_frame_bytes) {
+      const auto cap = static_cast<std::int64_t>(
+          std::max(cfg.socket_max_frame_bytes, cfg.max_frame_bytes + 1));
+      zmq_setsockopt(pull, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
+    }
     if (zmq_bind(pull, cfg.bind.c_str()) != 0)
       throw std::runtime_error(zmq_error("cannot bind", cfg.bind));
     char buf[512];
