@@ -31,7 +31,7 @@ using namespace tern;
 static const char* kUsage =
     "usage: oneway [--rate MSGS_PER_S] [--seconds S | --messages N] [--warmup N]\n"
     "              [--wake spin|futex|yield] [--spin N] [--group] [--cpus A,B]\n"
-    "              [--mailbox spsc|mpsc] [--capacity N] [--baselines all|none]\n"
+    "              [--mailbox spsc|mpsc] [--capacity N] [--baselines all|none] [--rounds N]\n"
     "              [--json FILE] [--hgrm PREFIX]\n"
     "  One-way latency of a paced stream (default 100000 msgs/s for 2 s) from a sender thread\n"
     "  on CPU A to a receiver actor on CPU B, measured from each message's intended send time\n"
@@ -39,6 +39,7 @@ static const char* kUsage =
     "  baselines paced the same way in the same run. --warmup: messages not recorded (default:\n"
     "  a tenth of the run). --spin: futex mode's empty polls before parking (default: the\n"
     "  library's). --group: the receiver runs in a tern::Group with one worker on CPU B.\n"
+    "  --rounds N: split the run into N rounds that alternate tern and the baselines.\n"
     "  --hgrm PREFIX writes PREFIX<row>.hgrm in microseconds (rows: tern rwq mutex_condvar).\n";
 
 namespace {
@@ -95,7 +96,6 @@ class Receiver : public Actor {
 template <class Send>
 void paced_send(const Plan& p, Result& r, Send&& send) {
   bench::pin(p.cpu_a);
-  r.since_sent.reserve(p.messages);  // before the receiver's first record()
   const bench::Pacer pacer(bench::now_ns() + 1'000'000, p.interval_ns);  // start in 1 ms
   for (std::uint64_t i = 0; i < p.messages; ++i) {
     const std::uint64_t due = pacer.wait(i);
@@ -209,6 +209,7 @@ int main(int argc, char** argv) {
                     {"mailbox", "spsc"},
                     {"capacity", "4096"},
                     {"baselines", "all"},
+                    {"rounds", "1"},
                     {"json", ""},
                     {"hgrm", ""}},
                    kUsage, {"group"});
@@ -237,37 +238,51 @@ int main(int argc, char** argv) {
   const auto spin = static_cast<std::uint32_t>(args.u64("spin"));
   const bool group = args.flag("group");
   const MailboxConfig mb{cap, mname == "spsc" ? MailboxKind::spsc : MailboxKind::mpsc};
-  const Plan plan{messages, warmup, 1'000'000'000 / rate, cpus[0], cpus[1]};
+  const std::uint64_t rounds = args.u64("rounds");
+  if (rounds == 0 || rounds > 1000) bench::Args::fail("--rounds must be in 1..1000", kUsage);
+  if (messages / rounds <= warmup / rounds || messages / rounds < 10)
+    bench::Args::fail("too few messages per round", kUsage);
+  // Each round sends messages / rounds and skips warmup / rounds of them.
+  const Plan plan{messages / rounds, warmup / rounds, 1'000'000'000 / rate, cpus[0], cpus[1]};
 
-  std::printf("oneway: wake=%s mailbox=%s rate=%llu msgs/s messages=%llu warmup=%llu cpus=%d,%d%s%s\n",
+  std::printf("oneway: wake=%s mailbox=%s rate=%llu msgs/s messages=%llu warmup=%llu rounds=%llu "
+              "cpus=%d,%d%s%s\n",
               wname.c_str(), mname.c_str(), (unsigned long long)rate,
-              (unsigned long long)messages, (unsigned long long)warmup, cpus[0], cpus[1],
+              (unsigned long long)messages, (unsigned long long)warmup,
+              (unsigned long long)rounds, cpus[0], cpus[1],
               wake == Wake::futex ? (" spin=" + std::to_string(spin)).c_str() : "",
               group ? " group=1 worker" : "");
   std::fflush(stdout);
 
   std::vector<Labelled> rows;
-  rows.reserve(3);  // the receiver holds a reference into rows[0] while it runs
+  rows.reserve(3);  // receivers hold references into rows while they run
   rows.emplace_back("tern", group ? "tern " + wname + " (group, 1 worker)"
                                   : "tern " + wname + " (" + mname + ")");
-  run_tern(plan, rows.back().r, wake, spin, group, mb);
   if (bname == "all") {
+    rows.emplace_back("rwq", wake == Wake::spin    ? "moodycamel RWQ busy-poll"
+                             : wake == Wake::yield ? "moodycamel RWQ poll+yield"
+                                                   : "moodycamel BlockingRWQ");
+    rows.emplace_back("mutex_condvar", "mutex+condvar queue");
+  }
+  // Receivers record into since_sent without allocating: room for every round up front.
+  for (Labelled& l : rows) l.r.since_sent.reserve(plan.messages * rounds);
+  // Rounds interleave the implementations (tern, rwq, mutex, tern, ...), so a noisy
+  // neighbour during one stretch of the run hits all of them alike.
+  for (std::uint64_t round = 0; round < rounds; ++round) {
+    run_tern(plan, rows[0].r, wake, spin, group, mb);
+    if (bname != "all") continue;
     if (wake == Wake::spin) {
       RwqPoll<false> q(cap);
-      rows.emplace_back("rwq", "moodycamel RWQ busy-poll");
-      run_queue(plan, rows.back().r, q);
+      run_queue(plan, rows[1].r, q);
     } else if (wake == Wake::yield) {
       RwqPoll<true> q(cap);
-      rows.emplace_back("rwq", "moodycamel RWQ poll+yield");
-      run_queue(plan, rows.back().r, q);
+      run_queue(plan, rows[1].r, q);
     } else {
       RwqBlocking q(cap);
-      rows.emplace_back("rwq", "moodycamel BlockingRWQ");
-      run_queue(plan, rows.back().r, q);
+      run_queue(plan, rows[1].r, q);
     }
     bench::MutexQueue<Stamp> q;
-    rows.emplace_back("mutex_condvar", "mutex+condvar queue");
-    run_queue(plan, rows.back().r, q);
+    run_queue(plan, rows[2].r, q);
   }
 
   for (Labelled& l : rows) l.r.finish(plan.interval_ns);
@@ -298,10 +313,11 @@ int main(int argc, char** argv) {
   std::snprintf(head, sizeof head,
                 "{\"wake\": \"%s\", \"mailbox\": \"%s\", \"group\": %s, \"rate\": %llu, "
                 "\"messages\": %llu, \"warmup\": %llu, \"interval_ns\": %llu, \"cpus\": [%d, %d], "
-                "\"spin\": %u, ",
+                "\"spin\": %u, \"rounds\": %llu, ",
                 wname.c_str(), mname.c_str(), group ? "true" : "false", (unsigned long long)rate,
                 (unsigned long long)messages, (unsigned long long)warmup,
-                (unsigned long long)plan.interval_ns, cpus[0], cpus[1], spin);
+                (unsigned long long)plan.interval_ns, cpus[0], cpus[1], spin,
+                (unsigned long long)rounds);
   std::string json = head + fields(rows[0].r) + ", \"rows\": [";
   for (std::size_t i = 0; i < rows.size(); ++i)
     json += std::string(i ? ", " : "") + "{\"key\": " + bench::jstr(rows[i].key) +
