@@ -98,12 +98,13 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
       a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  // max_depth: a short batch ended on an empty mailbox, so it held at most n; a full batch
+  // means a backlog, the only time we pay for reading the producers' line. Read before
+  // release(): until then the n handled slots still count, so this is what was waiting.
+  const std::uint64_t seen = n < limit ? n : mb.depth();
   mb.release();
   if (n) {
     a.handled_.store(a.handled_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    // max_depth: a short batch ended on an empty mailbox, so it held at most n; a full batch
-    // means a backlog, the only time we pay for reading the producers' line.
-    const std::uint64_t seen = n < limit ? n : n + mb.depth();
     if (seen > a.max_depth_.load(std::memory_order_relaxed))
       a.max_depth_.store(seen, std::memory_order_relaxed);
   }
