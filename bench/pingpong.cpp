@@ -29,7 +29,7 @@ using namespace tern;
 
 static const char* kUsage =
     "usage: pingpong [--wake spin|futex|yield] [--iterations N] [--warmup N] [--cpus A,B]\n"
-    "                [--spin N] [--mailbox spsc|mpsc] [--json FILE] [--hgrm PREFIX]\n"
+    "                [--spin N] [--yields N] [--mailbox spsc|mpsc] [--json FILE] [--hgrm PREFIX]\n"
     "                [--baselines all|floor] [--group] [--workers N] [--split-groups]\n"
     "  Round trip of one message between two actors on CPUs A and B, beside the bare floor\n"
     "  measured the same way in the same run. --spin: futex mode's empty polls before parking\n"
@@ -76,6 +76,9 @@ class Pinger : public Actor {
   Histogram& h_;
 };
 
+// futex mode: sched_yield polls after the spin, before parking (--yields).
+std::uint32_t g_yields = 0;
+
 Histogram run_tern(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, int cpu_b,
                    std::uint64_t warmup, std::uint64_t iterations) {
   Histogram h;
@@ -83,6 +86,7 @@ Histogram run_tern(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, i
   ThreadConfig ta, tb;
   ta.wake = tb.wake = wake;
   ta.spin_limit = tb.spin_limit = spin;
+  ta.yield_limit = tb.yield_limit = g_yields;
   if (cpu_a >= 0) ta.cpus = {cpu_a};
   if (cpu_b >= 0) tb.cpus = {cpu_b};
   ActorRef pong = mgr.emplace<Ponger>("ponger", tb, MailboxConfig{1024, kind});
@@ -101,6 +105,7 @@ Histogram run_tern_group(Wake wake, std::uint32_t spin, std::uint32_t workers, i
   gc.workers = workers;
   gc.wake = wake;
   gc.spin_limit = spin;
+  gc.yield_limit = g_yields;
   // One worker: it runs on CPU B (and the round trip never leaves it). Two or more: they
   // share CPUs A and B.
   if (workers == 1)
@@ -126,6 +131,7 @@ Histogram run_tern_split(Wake wake, std::uint32_t spin, MailboxKind kind, int cp
   ga.workers = gb.workers = 1;
   ga.wake = gb.wake = wake;
   ga.spin_limit = gb.spin_limit = spin;
+  ga.yield_limit = gb.yield_limit = g_yields;
   ga.thread.cpus = {cpu_a};
   gb.thread.cpus = {cpu_b};
   Group pinger("pinger", ga), ponger("ponger", gb);
@@ -292,6 +298,7 @@ int main(int argc, char** argv) {
                     {"warmup", "20000"},
                     {"cpus", "0,1"},
                     {"spin", "0"},
+                    {"yields", "0"},
                     {"mailbox", "spsc"},
                     {"json", ""},
                     {"hgrm", ""},
@@ -323,11 +330,12 @@ int main(int argc, char** argv) {
   const std::uint64_t iters = args.u64("iterations"), warm = args.u64("warmup");
   if (iters == 0) bench::Args::fail("--iterations must be at least 1", kUsage);
   const auto spin = static_cast<std::uint32_t>(args.u64("spin"));
+  g_yields = static_cast<std::uint32_t>(args.u64("yields"));
 
   std::printf("pingpong: wake=%s mailbox=%s iterations=%llu warmup=%llu cpus=%d,%d%s%s\n",
               wname.c_str(), kind == MailboxKind::spsc ? "spsc" : "mpsc", (unsigned long long)iters,
               (unsigned long long)warm, cpus[0], cpus[1],
-              wake == Wake::futex ? (" spin=" + std::to_string(spin)).c_str() : "",
+              wake == Wake::futex ? (" spin=" + std::to_string(spin) + " yields=" + std::to_string(g_yields)).c_str() : "",
               split   ? " split-groups (1 worker each)"
               : group ? (" group workers=" + std::to_string(workers)).c_str()
                       : "");
