@@ -30,9 +30,10 @@ namespace {
 const char* kUsage =
     "usage: gateway_ping --peer tcp://localhost:5001 [--peer-name pong] [--count 1000]\n"
     "                    [--endpoint tcp://127.0.0.1:*] [--name ping] [--timeout SECONDS]\n"
-    "                    [--inline]\n"
+    "                    [--inline] [--advertise tcp://HOST:PORT]\n"
     "  N sequential Ping/Pong round trips; prints p50/p90/p99/max round trip and msgs/s.\n"
-    "  --endpoint: our PULL endpoint, where the Pongs come back (default: a free port)\n";
+    "  --endpoint: our PULL endpoint, where the Pongs come back (default: a free port)\n"
+    "  --advertise: the endpoint peers reply to, when --endpoint binds * on another host\n";
 
 using Clock = std::chrono::steady_clock;
 
@@ -126,6 +127,7 @@ int main(int argc, char** argv) {
   tern::GatewayConfig cfg;
   cfg.bind = args.str("--endpoint", "tcp://127.0.0.1:*");
   cfg.inline_dispatch = args.flag("--inline");
+  cfg.advertise = args.str("--advertise", "");
   const double timeout_s = std::stod(args.str("--timeout", "30"));
   args.done();
 

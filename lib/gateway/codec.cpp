@@ -301,6 +301,77 @@ std::size_t find_field(const WireType& t, od::field& fl, std::size_t hint, Statu
   return std::string_view::npos;
 }
 
+/// Reads a value the type does not declare to its end, so malformed JSON inside it is
+/// refused like anywhere else (On-Demand checks only what it reads; skipping counts
+/// brackets). Nesting is bounded by max_depth, checked before parsing.
+Status validate_skipped(od::value v) {
+  od::json_type jt;
+  if (auto e = v.type().get(jt)) return malformed(e);
+  switch (jt) {
+    case od::json_type::object: {
+      od::object o;
+      if (auto e = v.get_object().get(o)) return malformed(e);
+      for (auto fr : o) {
+        od::field fl;
+        if (auto e = std::move(fr).get(fl)) return malformed(e);
+        if (Status st = validate_skipped(fl.value()); !st.ok) return st;
+      }
+      return {};
+    }
+    case od::json_type::array: {
+      od::array a;
+      if (auto e = v.get_array().get(a)) return malformed(e);
+      for (auto er : a) {
+        od::value ev;
+        if (auto e = std::move(er).get(ev)) return malformed(e);
+        if (Status st = validate_skipped(ev); !st.ok) return st;
+      }
+      return {};
+    }
+    case od::json_type::string: {
+      std::string_view s;
+      if (auto e = v.get_string().get(s)) return malformed(e);
+      return {};
+    }
+    case od::json_type::boolean: {
+      bool b;
+      if (auto e = v.get_bool().get(b)) return malformed(e);
+      return {};
+    }
+    case od::json_type::null: {
+      bool null = false;
+      if (auto e = v.is_null().get(null)) return malformed(e);
+      return null ? Status{} : malformed(simdjson::N_ATOM_ERROR);
+    }
+    case od::json_type::number: {
+      // why the grammar and not get_double(): a number of any size is valid JSON (1e400,
+      // 2^70), and simdjson refuses those.
+      std::string_view t = v.raw_json_token();
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\n' || t.back() == '\r' || t.back() == '\t')) t.remove_suffix(1);
+      std::size_t i = 0;
+      const auto digits = [&] {
+        const std::size_t from = i;
+        while (i < t.size() && t[i] >= '0' && t[i] <= '9') ++i;
+        return i > from;
+      };
+      if (i < t.size() && t[i] == '-') ++i;
+      if (i < t.size() && t[i] == '0') {
+        ++i;
+      } else if (!digits()) {
+        return malformed(simdjson::NUMBER_ERROR);
+      }
+      if (i < t.size() && t[i] == '.' && (++i, !digits())) return malformed(simdjson::NUMBER_ERROR);
+      if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+        ++i;
+        if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
+        if (!digits()) return malformed(simdjson::NUMBER_ERROR);
+      }
+      return i == t.size() ? Status{} : malformed(simdjson::NUMBER_ERROR);
+    }
+  }
+  return {};
+}
+
 Status decode_reject(od::object& obj, void* out) {
   static constexpr std::string_view kKeys[3] = {"message_type", "reason", "rejected_by"};
   bool seen[3] = {false, false, false};
@@ -310,6 +381,10 @@ Status decode_reject(od::object& obj, void* out) {
     if (auto e = std::move(fr).get(fl)) return malformed(e);
     std::string_view key;
     if (auto e = fl.unescaped_key().get(key)) return malformed(e);
+    if (key != kKeys[0] && key != kKeys[1] && key != kKeys[2]) {
+      if (Status st = validate_skipped(fl.value()); !st.ok) return st;
+      continue;
+    }
     for (int i = 0; i < 3; ++i) {
       if (key != kKeys[i]) continue;
       if (seen[i]) return bad("Duplicate field '" + std::string(key) + "' for Reject");
@@ -348,7 +423,11 @@ Status decode_object(const WireType& t, od::object& obj, void* out) {
     }
     const std::size_t i = find_field(t, fl, hint, st);
     if (!st.ok) break;
-    if (i == std::string_view::npos) continue;  // extra fields are ignored
+    if (i == std::string_view::npos) {  // extra fields are ignored, once they are read
+      st = validate_skipped(fl.value());
+      if (!st.ok) break;
+      continue;
+    }
     hint = i + 1;
     const std::uint64_t bit = std::uint64_t{1} << i;
     if (seen & bit) {

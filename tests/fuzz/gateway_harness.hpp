@@ -308,8 +308,10 @@ class Harness {
   static constexpr std::string_view kSinkToken = "ipc://@SINK";
 
   Harness() : reg_(registry()) {
+    // On by default since the codec validates skipped values; TERN_FUZZ_STRICT_JSON=0 turns
+    // it off.
     const char* strict = std::getenv("TERN_FUZZ_STRICT_JSON");
-    strict_json = strict && std::strcmp(strict, "1") == 0;
+    strict_json = !(strict && std::strcmp(strict, "0") == 0);
     static std::atomic<int> instance{0};
     const std::string tag = std::to_string(::getpid()) + "-" + std::to_string(instance++);
     sink_endpoint_ = "ipc://@tern-fuzz-sink-" + tag;
