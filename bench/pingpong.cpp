@@ -31,6 +31,7 @@ static const char* kUsage =
     "usage: pingpong [--wake spin|futex|yield] [--iterations N] [--warmup N] [--cpus A,B]\n"
     "                [--spin N] [--yields N] [--mailbox spsc|mpsc] [--json FILE] [--hgrm PREFIX]\n"
     "                [--baselines all|floor] [--group] [--workers N] [--split-groups]\n"
+    "                [--rounds N]\n"
     "  Round trip of one message between two actors on CPUs A and B, beside the bare floor\n"
     "  measured the same way in the same run. --spin: futex mode's empty polls before parking\n"
     "  (default 0: park at once, like the bare wait/notify floor).\n"
@@ -39,7 +40,8 @@ static const char* kUsage =
     "  PREFIX<row>.hgrm (microseconds) for each row (rows: tern floor rwq futex_raw\n"
     "  mutex_condvar). --group: both actors in one tern::Group of --workers workers (default\n"
     "  2, on CPUs A and B; 1 worker: on CPU B) with mpsc mailboxes (either worker may send).\n"
-    "  --split-groups: each actor in its own 1-worker Group, on CPU A and CPU B.\n";
+    "  --split-groups: each actor in its own 1-worker Group, on CPU A and CPU B.\n"
+    "  --rounds N: run every row N times (iterations / N each), in turn, and merge.\n";
 
 namespace {
 struct Ball {
@@ -303,6 +305,7 @@ int main(int argc, char** argv) {
                     {"json", ""},
                     {"hgrm", ""},
                     {"baselines", "all"},
+                    {"rounds", "1"},
                     {"workers", "2"}},
                    kUsage, {"group", "split-groups"});
   const std::string wname = args.str("wake");
@@ -330,6 +333,9 @@ int main(int argc, char** argv) {
   const std::uint64_t iters = args.u64("iterations"), warm = args.u64("warmup");
   if (iters == 0) bench::Args::fail("--iterations must be at least 1", kUsage);
   const auto spin = static_cast<std::uint32_t>(args.u64("spin"));
+  const std::uint64_t rounds = args.u64("rounds");
+  if (rounds == 0 || rounds > iters)
+    bench::Args::fail("--rounds must be in 1..iterations", kUsage);
   g_yields = static_cast<std::uint32_t>(args.u64("yields"));
 
   std::printf("pingpong: wake=%s mailbox=%s iterations=%llu warmup=%llu cpus=%d,%d%s%s\n",
@@ -342,33 +348,41 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   // Floor first, then tern, then the floor again: the better floor is the baseline, so a
   // noisy neighbour during one floor run cannot flatter the ratio.
-  Histogram f1 = run_floor(wake, cpus[0], cpus[1], warm, iters);
-  Histogram t = split   ? run_tern_split(wake, spin, kind, cpus[0], cpus[1], warm, iters)
-                : group ? run_tern_group(wake, spin, workers, cpus[0], cpus[1], warm, iters)
-                        : run_tern(wake, spin, kind, cpus[0], cpus[1], warm, iters);
-  Histogram f2 = run_floor(wake, cpus[0], cpus[1], warm, iters);
+  // With --rounds R each row runs R times for iterations / R round trips, in turn, and the
+  // rounds are merged: a noisy stretch of the run then hits every row alike.
+  const std::uint64_t it = iters / rounds, wu = warm / rounds;
+  Histogram f1, t, f2;
+  std::vector<Labelled> extra_rows;
+  if (bname == "all") {
+    extra_rows.push_back({"rwq", wake == Wake::spin    ? "moodycamel RWQ busy-poll"
+                                 : wake == Wake::yield ? "moodycamel RWQ poll+yield"
+                                                       : "moodycamel BlockingRWQ", Histogram()});
+    if (wake == Wake::futex) {
+      extra_rows.push_back({"futex_raw", "bare futex syscalls", Histogram()});
+      extra_rows.push_back({"mutex_condvar", "mutex+condvar queue", Histogram()});
+    }
+  }
+  for (std::uint64_t round = 0; round < rounds; ++round) {
+    f1.merge(run_floor(wake, cpus[0], cpus[1], wu, it));
+    t.merge(split   ? run_tern_split(wake, spin, kind, cpus[0], cpus[1], wu, it)
+            : group ? run_tern_group(wake, spin, workers, cpus[0], cpus[1], wu, it)
+                    : run_tern(wake, spin, kind, cpus[0], cpus[1], wu, it));
+    f2.merge(run_floor(wake, cpus[0], cpus[1], wu, it));
+    for (Labelled& r : extra_rows) {
+      if (r.key == "rwq")
+        r.h.merge(wake == Wake::spin    ? run_queue_pair<RwqPoll<false>>(cpus[0], cpus[1], wu, it)
+                  : wake == Wake::yield ? run_queue_pair<RwqPoll<true>>(cpus[0], cpus[1], wu, it)
+                                        : run_queue_pair<RwqBlocking>(cpus[0], cpus[1], wu, it));
+      else if (r.key == "futex_raw")
+        r.h.merge(run_futex_raw(cpus[0], cpus[1], wu, it));
+      else
+        r.h.merge(run_queue_pair<MutexCondvar>(cpus[0], cpus[1], wu, it));
+    }
+  }
   Histogram& floor = f1.value_at_percentile(50) <= f2.value_at_percentile(50) ? f1 : f2;
   const char* floor_name = wake == Wake::futex ? "bare atomic wait/notify"
                            : wake == Wake::yield ? "bare cache line + yield"
                                                  : "bare cache line";
-  std::vector<Labelled> extra_rows;
-  if (bname == "all") {
-    if (wake == Wake::spin)
-      extra_rows.push_back({"rwq", "moodycamel RWQ busy-poll",
-                            run_queue_pair<RwqPoll<false>>(cpus[0], cpus[1], warm, iters)});
-    else if (wake == Wake::yield)
-      extra_rows.push_back({"rwq", "moodycamel RWQ poll+yield",
-                            run_queue_pair<RwqPoll<true>>(cpus[0], cpus[1], warm, iters)});
-    else
-      extra_rows.push_back({"rwq", "moodycamel BlockingRWQ",
-                            run_queue_pair<RwqBlocking>(cpus[0], cpus[1], warm, iters)});
-    if (wake == Wake::futex) {
-      extra_rows.push_back({"futex_raw", "bare futex syscalls",
-                            run_futex_raw(cpus[0], cpus[1], warm, iters)});
-      extra_rows.push_back({"mutex_condvar", "mutex+condvar queue",
-                            run_queue_pair<MutexCondvar>(cpus[0], cpus[1], warm, iters)});
-    }
-  }
   const std::string tern_label =
       split   ? "tern " + wname + " (2 groups of 1 worker)"
       : group ? "tern " + wname + " (group of " + std::to_string(workers) + ")"
@@ -400,14 +414,15 @@ int main(int argc, char** argv) {
                  ", " + bench::json_fields("", r.h) + "}";
   rows_json += "]";
 
-  char extra[320];
+  char extra[400];
   std::snprintf(extra, sizeof extra,
                 "\"wake\": \"%s\", \"mailbox\": \"%s\", \"iterations\": %llu, \"cpus\": [%d, %d], "
-                "\"floor\": \"%s\", \"ratio_p50\": %.4f, \"group\": %s, \"workers\": %u, \"spin\": %u",
+                "\"floor\": \"%s\", \"ratio_p50\": %.4f, \"group\": %s, \"workers\": %u, \"spin\": %u, "
+                "\"yields\": %u, \"rounds\": %llu",
                 wname.c_str(), kind == MailboxKind::spsc ? "spsc" : "mpsc",
                 (unsigned long long)iters, cpus[0], cpus[1], floor_name, ratio,
                 split ? "\"split\"" : group ? "true" : "false", split ? 1 : group ? workers : 0,
-                spin);
+                spin, g_yields, (unsigned long long)rounds);
   bench::write_file(args.str("json"), "{" + std::string(extra) + ", " +
                                           bench::json_fields("", t) + ", " +
                                           bench::json_fields("floor_", floor) + ", " +
