@@ -136,10 +136,16 @@ void Group::push_ready(Actor* a) noexcept {
   }
 }
 
+void Group::prepare() {
+  // The run queue must exist before anything can send to these actors: a Start handler of
+  // another group's actor may, before this group's workers run.
+  if (!runq_) runq_ = std::make_unique<RunQueue>(2 * actors_.size() + 2);
+}
+
 void Group::start() {
   if (running_) return;
   running_ = true;
-  runq_ = std::make_unique<RunQueue>(2 * actors_.size() + 2);
+  prepare();
   phase_.store(0);
   started_count_.store(0);
   for (std::uint32_t i = 0; i < cfg_.workers; ++i) threads_.emplace_back([this, i] { worker(i); });

@@ -116,7 +116,9 @@ void Manager::init() {
       e->actor->run_thread(e->thread.wake, e->thread.spin_limit, &e->started);
     });
   }
-  // Group actors first: they get Start before any dedicated actor can send to them.
+  // Group actors first: they get Start before any dedicated actor can send to them. Every
+  // group's run queue exists before any group starts (Start handlers may send across).
+  for (Group* g : groups_) g->prepare();
   for (Group* g : groups_) g->start();
   std::string errors;
   for (auto& e : entries_) {

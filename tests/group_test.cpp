@@ -150,3 +150,32 @@ TEST_CASE("Group rejects bad configuration naming the value") {
   CHECK_THROWS_WITH_AS(g.emplace<Doubler>("a", MailboxConfig{}), doctest::Contains("'a'"),
                        std::invalid_argument);
 }
+
+namespace {
+class Greeter : public Actor {
+ public:
+  explicit Greeter(ActorRef to) : to_(to) { handle<&Greeter::on_start>(); }
+  void on_start(const Start&) { (void)to_.send(Ask{1}); }
+  ActorRef to_;
+};
+class Counter2 : public Actor {
+ public:
+  Counter2() { handle<&Counter2::on_ask>(); }
+  void on_ask(const Ask&) { got.fetch_add(1); }
+  std::atomic<int> got{0};
+};
+}  // namespace
+
+TEST_CASE("a Start handler may send into a group attached after its own") {
+  Manager mgr;
+  Group first("first", GroupConfig{.workers = 1});
+  Group second("second", GroupConfig{.workers = 1});
+  auto* c = new Counter2;
+  ActorRef target = second.add("counter", std::unique_ptr<Actor>(c));
+  first.add("greeter", std::make_unique<Greeter>(target));
+  mgr.attach(first);   // starts first: its Start handler sends to `second` before it starts
+  mgr.attach(second);
+  mgr.init();
+  REQUIRE(wait_until([&] { return c->got.load() == 1; }));
+  mgr.end();
+}

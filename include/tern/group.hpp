@@ -78,6 +78,7 @@ class Group {
   class RunQueue;
   void worker(std::uint32_t index);
   void set_manager(Manager* m);
+  void prepare();
   void close_mailboxes() noexcept;
   void push_ready(Actor* a) noexcept;
 
