@@ -46,10 +46,19 @@ void backoff(std::uint32_t& round) noexcept {
   }
 }
 
-static void log_handler_exception(Actor& a, const MessageInfo& info, const char* what) {
+void Runtime::note_handler_exception(Actor& a, const MessageInfo& info) noexcept {
+  // Called from a catch (...) block: rethrow to read the message, then log and count.
+  const char* what = "a non-std exception";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
   std::fprintf(stderr, "tern: actor '%.*s': handler for %.*s threw: %s (message dropped)\n",
                static_cast<int>(a.name().size()), a.name().data(),
                static_cast<int>(info.name.size()), info.name.data(), what);
+  a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
 }
 
 std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
@@ -82,20 +91,12 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
         ++n;
       }
       break;
-    } catch (const std::exception& e) {
-      Slot* s = mb.front();
-      log_handler_exception(a, *s->info, e.what());
-      destroy_message(*s->info, s->payload);
-      mb.pop();
-      ++n;
-      a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
     } catch (...) {
       Slot* s = mb.front();
-      log_handler_exception(a, *s->info, "a non-std exception");
+      note_handler_exception(a, *s->info);
       destroy_message(*s->info, s->payload);
       mb.pop();
       ++n;
-      a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
     }
   }
   // max_depth: a short batch ended on an empty mailbox, so it held at most n; a full batch
@@ -124,12 +125,8 @@ void Runtime::deliver(Actor& a, const MessageInfo& info, const void* msg, Thread
   while (!a.try_lock(me)) cpu_relax();
   try {
     a.dispatch(info, msg);
-  } catch (const std::exception& e) {
-    log_handler_exception(a, info, e.what());
-    a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
   } catch (...) {
-    log_handler_exception(a, info, "a non-std exception");
-    a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+    note_handler_exception(a, info);
   }
   a.unlock();
 }
@@ -154,12 +151,8 @@ bool Runtime::try_run_inline(Actor& a, const MessageInfo& info, const void* msg,
     } else {
       a.dispatch(info, msg);
     }
-  } catch (const std::exception& e) {
-    log_handler_exception(a, info, e.what());
-    a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
   } catch (...) {
-    log_handler_exception(a, info, "a non-std exception");
-    a.handler_exceptions_.fetch_add(1, std::memory_order_relaxed);
+    note_handler_exception(a, info);
   }
   a.cur_ = Actor::Current{};
   me->current = saved_current;

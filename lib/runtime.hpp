@@ -21,6 +21,8 @@ struct Runtime {
   static void run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
                        std::atomic<std::uint32_t>* started) noexcept;
   static void count_refused(Actor& a, PushStatus st) noexcept;
+  /// Inside a catch block: logs which handler threw what, and counts it.
+  static void note_handler_exception(Actor& a, const MessageInfo& info) noexcept;
   /// Stop protocol, phase 1 seen? Acknowledge it (once).
   static void ack_phase(Actor& a) noexcept;
   /// Runs `msg`'s handler right here when `a` is idle (lock free, mailbox empty, not
