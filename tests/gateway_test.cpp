@@ -439,7 +439,11 @@ TEST_CASE("two gateways on loopback exchange 10,000 messages each way, exactly")
   CHECK(a.actor->bad.load() == 0);
   CHECK(b.actor->bad.load() == 0);
   for (Gateway* g : {a.gw, b.gw}) {
-    CHECK(wait_until([&] { return g->stats().messages_out == kEachWay; }));
+    // Counters are bumped just after the hand-off they count: let them settle first.
+    CHECK(wait_until([&] {
+      const GatewayStats s = g->stats();
+      return s.messages_out == kEachWay && s.messages_in == kEachWay;
+    }));
     const GatewayStats s = g->stats();
     CHECK(s.messages_out == kEachWay);
     CHECK(s.messages_in == kEachWay);
@@ -464,7 +468,7 @@ TEST_CASE("a peer's Reject reaches the sending actor with the protocol's reasons
   REQUIRE(nobody.send(Streamer::make(0, "alice"), a.ref) == SendResult::ok);
   REQUIRE(wait_until([&] { return a.actor->rejects.load() == 2; }));
   CHECK(a.actor->last_reject == "Seq|Actor 'nobody' not found|nobody");
-  CHECK(b.gw->stats().rejects_sent == 2);
+  CHECK(wait_until([&] { return b.gw->stats().rejects_sent == 2; }));
   CHECK(b.gw->stats().drops(GatewayDrop::unknown_type) == 1);
   CHECK(b.gw->stats().drops(GatewayDrop::unknown_actor) == 1);
   CHECK(a.gw->stats().rejects_received == 2);

@@ -96,7 +96,9 @@ inline constexpr std::size_t kGatewayDropCauses = static_cast<std::size_t>(Gatew
 /// The cause's name ("bad_payload", ...), as printed and as docs/gateway.md lists it.
 std::string_view to_string(GatewayDrop d) noexcept;
 
-/// Gateway counters: a relaxed snapshot, any thread.
+/// Gateway counters: a relaxed snapshot, any thread. Each counter is bumped just after the
+/// hand-off it counts, so a snapshot can trail what a receiver has already seen by the frame
+/// in flight: poll for the value you expect rather than reading it once.
 struct GatewayStats {
   std::uint64_t frames_in = 0;          ///< ZeroMQ messages read (a multipart one counts once)
   std::uint64_t messages_in = 0;        ///< decoded and handed to a local actor
