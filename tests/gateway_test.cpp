@@ -442,7 +442,7 @@ TEST_CASE("two gateways on loopback exchange 10,000 messages each way, exactly")
     // Counters are bumped just after the hand-off they count: let them settle first.
     CHECK(wait_until([&] {
       const GatewayStats s = g->stats();
-      return s.messages_out == kEachWay && s.messages_in == kEachWay;
+      return s.messages_out == kEachWay && s.messages_in == kEachWay && s.backlog == 0;
     }));
     const GatewayStats s = g->stats();
     CHECK(s.messages_out == kEachWay);

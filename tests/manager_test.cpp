@@ -16,6 +16,17 @@ using namespace tern;
 using tern::test::wait_until;
 
 namespace {
+/// Sends `sig` to the process once run() has installed its handler (whatever handler was
+/// there before, doctest's or the default, would end the test binary instead).
+/// `before` is the handler read before run() was called.
+void signal_once_run_handles(int sig, const struct sigaction& before) {
+  (void)wait_until([&] {
+    struct sigaction now {};
+    sigaction(sig, nullptr, &now);
+    return now.sa_handler != before.sa_handler;
+  }, std::chrono::seconds(60));
+  kill(getpid(), sig);
+}
 struct Ping {
   static constexpr MessageId message_id = 100;
   int count = 0;
@@ -90,10 +101,9 @@ TEST_CASE("SIGTERM makes run() return and end() stops cleanly") {
   Manager mgr;
   mgr.emplace<PongActor>("pong", {}, {});
   mgr.init();
-  std::thread t([] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    kill(getpid(), SIGTERM);
-  });
+  struct sigaction before {};
+  sigaction(SIGTERM, nullptr, &before);
+  std::thread t([&before] { signal_once_run_handles(SIGTERM, before); });
   mgr.run();
   t.join();
   CHECK(mgr.terminated());
@@ -104,10 +114,9 @@ TEST_CASE("SIGINT makes run() return too") {
   Manager mgr;
   mgr.emplace<PongActor>("pong", {}, {});
   mgr.init();
-  std::thread t([] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    kill(getpid(), SIGINT);
-  });
+  struct sigaction before {};
+  sigaction(SIGINT, nullptr, &before);
+  std::thread t([&before] { signal_once_run_handles(SIGINT, before); });
   mgr.run();
   t.join();
   CHECK(mgr.terminated());
