@@ -3,7 +3,7 @@
 // alternate bare / gateway so both see the same machine noise; the figures pool all rounds.
 //
 //   gateway_roundtrip [--n 20000] [--warmup 2000] [--rounds 3] [--wake futex|spin|yield]
-//                     [--spin 0] [--inline] [--json FILE]
+//                     [--spin 0] [--queued] [--json FILE]
 #include <zmq.h>
 
 #include <atomic>
@@ -37,7 +37,7 @@ struct Go {
 
 const char* kUsage =
     "usage: gateway_roundtrip [--n N] [--warmup N] [--rounds R] [--wake futex|spin|yield]\n"
-    "                         [--spin TURNS] [--inline] [--json FILE]\n"
+    "                         [--spin TURNS] [--queued] [--json FILE]\n"
     "  --spin: the gateways' idle turns before they park in poll (GatewayConfig::spin_turns)\n"
     "  Round trips Ping -> Pong through two gateways on tcp loopback, beside a bare libzmq\n"
     "  PUSH/PULL ping-pong of the same frame bytes; prints p50/p90/p99/max and round trips/s.\n";
@@ -186,11 +186,11 @@ int main(int argc, char** argv) {
   bench::Args args(argc, argv,
                    {{"n", "20000"}, {"warmup", "2000"}, {"rounds", "3"}, {"wake", "futex"},
                     {"spin", "0"}, {"json", ""}},
-                   kUsage, {"inline"});
+                   kUsage, {"queued"});
   const std::uint64_t n = args.u64("n"), warmup = args.u64("warmup"), rounds = args.u64("rounds");
   tern::Wake wake;
   if (!bench::parse_wake(args.str("wake"), wake)) bench::Args::fail("bad --wake", kUsage);
-  const bool inline_dispatch = args.flag("inline");
+  const bool inline_dispatch = !args.flag("queued");
   if (n == 0 || rounds == 0) bench::Args::fail("--n and --rounds must be > 0", kUsage);
 
   // The bare baseline sends the very bytes the gateway puts on the wire for a Ping.
@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
   std::printf("round trip over tcp loopback, %llu x %llu round trips (+%llu warm-up each), "
               "wake=%s%s, %zu-byte frame\n",
               (unsigned long long)rounds, (unsigned long long)n, (unsigned long long)warmup,
-              args.str("wake").c_str(), inline_dispatch ? ", inline dispatch" : "", frame.size());
+              args.str("wake").c_str(), inline_dispatch ? ", inline dispatch (default)" : ", queued (--queued)", frame.size());
   std::printf("%-24s %9s %9s %9s %9s %10s\n", "", "p50 us", "p90 us", "p99 us", "max us",
               "rt/s");
   print_row("bare libzmq PUSH/PULL", bare);

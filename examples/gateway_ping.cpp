@@ -2,7 +2,7 @@
 // remote pong (gateway_pong, or python/examples/pong.py), timed.
 //
 //   gateway_ping --peer tcp://localhost:5001 [--peer-name pong] [--count 1000]
-//                [--endpoint tcp://127.0.0.1:*] [--name ping] [--timeout 30] [--inline]
+//                [--endpoint tcp://127.0.0.1:*] [--name ping] [--timeout 30] [--queued]
 //
 // Prints a summary line and then, like ping.py,
 //   ping: count=N p50_us=.. p90_us=.. p99_us=.. max_us=.. round_trips_per_s=.. msgs_per_s=..
@@ -30,7 +30,7 @@ namespace {
 const char* kUsage =
     "usage: gateway_ping --peer tcp://localhost:5001 [--peer-name pong] [--count 1000]\n"
     "                    [--endpoint tcp://127.0.0.1:*] [--name ping] [--timeout SECONDS]\n"
-    "                    [--inline] [--advertise tcp://HOST:PORT]\n"
+    "                    [--queued] [--advertise tcp://HOST:PORT]\n"
     "  N sequential Ping/Pong round trips; prints p50/p90/p99/max round trip and msgs/s.\n"
     "  --endpoint: our PULL endpoint, where the Pongs come back (default: a free port)\n"
     "  --advertise: the endpoint peers reply to, when --endpoint binds * on another host\n";
@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
   const std::string name = args.str("--name", "ping");
   tern::GatewayConfig cfg;
   cfg.bind = args.str("--endpoint", "tcp://127.0.0.1:*");
-  cfg.inline_dispatch = args.flag("--inline");
+  cfg.inline_dispatch = !args.flag("--queued");
   cfg.advertise = args.str("--advertise", "");
   const double timeout_s = std::stod(args.str("--timeout", "30"));
   args.done();

@@ -1,7 +1,7 @@
 // C++ pong for the cross-language ping-pong: answers every Ping{count} with Pong{count}, to
 // C++ (gateway_ping) or Python (python/examples/ping.py) peers alike.
 //
-//   gateway_pong --endpoint tcp://*:5001 [--name pong] [--max N] [--inline]
+//   gateway_pong --endpoint tcp://*:5001 [--name pong] [--max N] [--queued]
 //
 // Prints "pong: listening on ENDPOINT as 'NAME'"; exits 0 on SIGTERM/SIGINT or after --max
 // pings, printing "pong: answered N pings; rejects_sent=R dropped=D" and the gateway's
@@ -19,9 +19,10 @@
 namespace {
 
 const char* kUsage =
-    "usage: gateway_pong [--endpoint tcp://*:5001] [--name pong] [--max N] [--inline]\n"
+    "usage: gateway_pong [--endpoint tcp://*:5001] [--name pong] [--max N] [--queued]\n"
     "  Answers Ping{count} with Pong{count}. Exits on SIGTERM/SIGINT, or after --max pings.\n"
-    "  --inline: run the handler on the gateway thread (GatewayConfig::inline_dispatch)\n";
+    "  --queued: hand Pings to the pong actor's own thread instead of running its handler on\n"
+    "            the gateway thread (GatewayConfig::inline_dispatch = false)\n";
 
 class PongActor : public tern::Actor {
  public:
@@ -48,7 +49,7 @@ int main(int argc, char** argv) {
   cfg.bind = args.str("--endpoint", "tcp://*:5001");
   const std::string name = args.str("--name", "pong");
   const std::uint64_t max = args.num("--max", 0);
-  cfg.inline_dispatch = args.flag("--inline");
+  cfg.inline_dispatch = !args.flag("--queued");
   args.done();
 
   tern::wire::Registry reg;

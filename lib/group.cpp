@@ -161,10 +161,9 @@ void Group::worker(std::uint32_t index) {
   detail::ThreadCtx* me = &detail::tl_ctx;
 
   // Start, on the workers, before any worker takes a message: every actor sees Start first.
-  const Start start;
   for (std::size_t k = index; k < actors_.size(); k += cfg_.workers) {
     me->current = actors_[k].get();
-    Runtime::deliver(*actors_[k], message_info_v<Start>, &start, me);
+    Runtime::deliver_start(*actors_[k], me);
   }
   me->current = nullptr;
   started_count_.fetch_add(1, std::memory_order_acq_rel);

@@ -121,6 +121,12 @@ std::uint32_t Runtime::drain(Actor& a, std::uint32_t limit, ThreadCtx* me) noexc
   return n;
 }
 
+void Runtime::deliver_start(Actor& a, ThreadCtx* me) noexcept {
+  const Start start;
+  deliver(a, message_info_v<Start>, &start, me);
+  a.started_.store(true, std::memory_order_release);
+}
+
 void Runtime::deliver(Actor& a, const MessageInfo& info, const void* msg, ThreadCtx* me) noexcept {
   while (!a.try_lock(me)) cpu_relax();
   try {
@@ -133,7 +139,10 @@ void Runtime::deliver(Actor& a, const MessageInfo& info, const void* msg, Thread
 
 bool Runtime::try_run_inline(Actor& a, const MessageInfo& info, const void* msg, ActorRef from,
                              ThreadCtx* me) noexcept {
-  if (a.phase_.load(std::memory_order_acquire) != 0 || !a.try_lock(me)) return false;
+  // Not before its Start (Manager::init not done), not once it is stopping.
+  if (!a.started_.load(std::memory_order_acquire) ||
+      a.phase_.load(std::memory_order_acquire) != 0 || !a.try_lock(me))
+    return false;
   // Messages already queued go first: run inline only when none is waiting. empty_sc(), not
   // front(): the owner thread peeks with front() without the lock, and front() writes.
   if (!a.mailbox_.empty_sc()) {
@@ -177,8 +186,7 @@ void Runtime::run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
                        std::atomic<std::uint32_t>* started) noexcept {
   ThreadCtx* me = &tl_ctx;
   me->current = &a;
-  const Start start;
-  deliver(a, message_info_v<Start>, &start, me);
+  deliver_start(a, me);
   if (started) {
     started->store(1, std::memory_order_release);
     futex_wake_all(*started);

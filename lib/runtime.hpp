@@ -15,6 +15,9 @@ struct Runtime {
   static std::uint32_t drain(Actor& a, std::uint32_t limit, ThreadCtx* me) noexcept;
   /// Delivers a built-in message (Start/Shutdown) under the lock.
   static void deliver(Actor& a, const MessageInfo& info, const void* msg, ThreadCtx* me) noexcept;
+  /// Delivers Start, then marks the actor started (from then on another thread may run its
+  /// handlers inline: try_run_inline).
+  static void deliver_start(Actor& a, ThreadCtx* me) noexcept;
   /// The body of a dedicated actor thread after its ThreadConfig was applied: Start, the
   /// receive loop with the configured wake strategy, the stop protocol, Shutdown.
   /// `started` (optional) becomes 1, with a futex wake, once Start was handled.

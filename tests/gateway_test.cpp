@@ -403,8 +403,9 @@ class Streamer : public Actor {
 };
 
 struct Side {
-  Side(std::string name, wire::Registry reg) {
+  Side(std::string name, wire::Registry reg, bool inline_dispatch = true) {
     GatewayConfig cfg = Node::test_config();
+    cfg.inline_dispatch = inline_dispatch;
     auto g = std::make_unique<Gateway>(reg, std::move(cfg));
     gw = g.get();
     mgr.manage("gw", std::move(g), {}, MailboxConfig{256});
@@ -420,7 +421,11 @@ struct Side {
 }  // namespace
 
 TEST_CASE("two gateways on loopback exchange 10,000 messages each way, exactly") {
-  Side a("alice", base_registry()), b("bob", base_registry());
+  bool inline_dispatch = true;
+  SUBCASE("inline dispatch (default)") { inline_dispatch = true; }
+  SUBCASE("queued to the actors' threads") { inline_dispatch = false; }
+  INFO("inline_dispatch = ", inline_dispatch);
+  Side a("alice", base_registry(), inline_dispatch), b("bob", base_registry(), inline_dispatch);
   a.actor->peer = a.gw->remote("bob", b.gw->endpoint());
   b.actor->peer = b.gw->remote("alice", a.gw->endpoint());
   CHECK(a.actor->peer.is_remote());
@@ -499,10 +504,9 @@ TEST_CASE("set-up errors name the value; remote refs are deduplicated") {
   CHECK_THROWS_AS(g.remote("b", "tcp://localhost:1"), std::length_error);
 }
 
-TEST_CASE("inline dispatch runs an idle receiver's handler on the gateway thread") {
-  GatewayConfig cfg = Node::test_config();
-  cfg.inline_dispatch = true;
-  Node node(base_registry(), cfg);
+TEST_CASE("inline dispatch (the default) runs an idle receiver's handler on the gateway thread") {
+  CHECK(GatewayConfig{}.inline_dispatch);
+  Node node;
   node.start();
   RawPeer raw(node.gw->endpoint());
   for (int i = 1; i <= 100; ++i) {
@@ -513,6 +517,22 @@ TEST_CASE("inline dispatch runs an idle receiver's handler on the gateway thread
   CHECK(node.pong->pings.load() == 100);
   CHECK(node.pong_ref.actor()->stats().handled == 100);
   CHECK(node.pong_ref.actor()->stats().reply_failures == 0);
+  CHECK(wait_until([&] { return node.gw->stats().messages_out == 100; }));
+  CHECK(node.gw->stats().messages_in == 100);
+}
+
+TEST_CASE("queued dispatch runs every handler on the receiver's own thread") {
+  GatewayConfig cfg = Node::test_config();
+  cfg.inline_dispatch = false;
+  Node node(base_registry(), cfg);
+  node.start();
+  RawPeer raw(node.gw->endpoint());
+  for (int i = 1; i <= 100; ++i) {
+    raw.send(raw.envelope("pong", "Ping", R"({"count":)" + std::to_string(i) + "}"));
+    REQUIRE(raw.recv().value_or("") == pong_json(node, i));
+  }
+  CHECK(node.pong->ping_thread.load() == node.pong->own_thread.load());
+  CHECK(node.pong->pings.load() == 100);
   CHECK(wait_until([&] { return node.gw->stats().messages_out == 100; }));
   CHECK(node.gw->stats().messages_in == 100);
 }

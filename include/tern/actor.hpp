@@ -178,6 +178,7 @@ class Actor {
   // Read-mostly: the stop protocol (Manager::end) and instrumentation switch.
   alignas(kCacheLine) std::atomic<std::uint32_t> phase_{0};  ///< 0 run, 1 closing, 2 drain+stop
   std::atomic<std::uint32_t> ack_{0};
+  std::atomic<bool> started_{false};  ///< Start handled (set by Runtime::deliver_start)
   std::uint32_t idle_yields_ = 0;    ///< futex wake: sched_yield polls before parking
   Histogram* queue_hist_ = nullptr;  ///< non-null: instrumentation on
   Histogram* handler_hist_ = nullptr;

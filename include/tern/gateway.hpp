@@ -63,10 +63,13 @@ struct GatewayConfig {
   /// together. 0 suits shared cores; on a dedicated core raise it, or give the gateway
   /// Wake::spin.
   std::uint32_t spin_turns = 0;
-  /// true: when the receiving actor is idle (lock free, mailbox empty) run its handler
-  /// right on the gateway thread instead of queueing it (one thread hand-off less per
-  /// message; the handler then runs outside the actor's own ThreadConfig).
-  bool inline_dispatch = false;
+  /// true (default): when the receiving actor is idle (lock free, mailbox empty, not
+  /// stopping) run its handler right on the gateway thread, under the actor's exclusion
+  /// lock, instead of queueing it: two thread hand-offs less per request/reply. The handler
+  /// then runs outside the actor's own ThreadConfig, and a slow handler delays inbound
+  /// reading. false: always queue to the actor's own thread (pinned actors that must keep
+  /// their state on their own core, handlers that block).
+  bool inline_dispatch = true;
 };
 
 /// Why a message or frame was dropped (GatewayStats::dropped is indexed by it).

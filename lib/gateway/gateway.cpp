@@ -688,8 +688,7 @@ void Gateway::run_thread(Wake wake, std::uint32_t, std::atomic<std::uint32_t>* s
   Impl& m = *impl_;
   detail::ThreadCtx* me = &detail::tl_ctx;
   me->current = this;
-  const Start start;
-  Runtime::deliver(*this, message_info_v<Start>, &start, me);
+  Runtime::deliver_start(*this, me);
   if (started) {
     started->store(1, std::memory_order_release);
     detail::futex_wake_all(*started);
