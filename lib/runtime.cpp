@@ -64,10 +64,11 @@ void Runtime::note_handler_exception(Actor& a, const MessageInfo& info) noexcept
 std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
   Mailbox& mb = a.mailbox_;
   std::uint32_t n = 0;
+  Slot* s = nullptr;  // the message being handled (the catch below needs this very one)
   for (;;) {
     try {
       while (n < limit) {
-        Slot* s = mb.front();
+        s = mb.front();
         if (!s) break;
         const MessageInfo& info = *s->info;
         if (s->target_remote) [[unlikely]] {
@@ -92,7 +93,7 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
       }
       break;
     } catch (...) {
-      Slot* s = mb.front();
+      // not front() again: a priority message that arrived meanwhile would be the front now
       note_handler_exception(a, *s->info);
       destroy_message(*s->info, s->payload);
       mb.pop();

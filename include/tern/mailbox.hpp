@@ -74,30 +74,42 @@ class Mailbox {
     } else {
       st = normal_.push_mpsc(static_cast<Fill&&>(fill), sc);
     }
+    if (high_priority && st == PushStatus::ok) [[unlikely]]
+      // after the publish: a consumer that sees the hint sees the message
+      sleep_.priority_hint.store(1, std::memory_order_release);
     if (st == PushStatus::ok && sc) notify();
     return st;
   }
 
   /// Consumer: the next message, high-priority lane first; nullptr when both are empty.
+  /// The priority lane is looked at only while its hint is up, so the common case costs one
+  /// load of a line the consumer already holds.
   Slot* front() noexcept {
-    if (Slot* s = priority_.front()) [[unlikely]] {
-      from_priority_ = true;
-      return s;
+    if (sleep_.priority_hint.load(std::memory_order_acquire)) [[unlikely]] {
+      if (Slot* s = priority_front()) {
+        from_priority_ = true;
+        return s;
+      }
     }
     from_priority_ = false;
     return normal_.front();
   }
   /// Consumer: done with the slot front() returned.
   void pop() noexcept {
-    if (from_priority_)
+    if (from_priority_) [[unlikely]] {
       priority_.pop();
-    else
+      priority_popped_ = true;
+    } else {
       normal_.pop();
+    }
   }
   /// Consumer: hands popped slots back to producers (once per batch).
   void release() noexcept {
     normal_.release();
-    priority_.release();
+    if (priority_popped_) [[unlikely]] {
+      priority_.release();
+      priority_popped_ = false;
+    }
   }
   /// Consumer, before parking (seq_cst, pairs with the producers' seq_cst publish).
   bool empty_sc() const noexcept { return normal_.empty_sc() && priority_.empty_sc(); }
@@ -126,7 +138,7 @@ class Mailbox {
   template <class Cancel>
   bool begin_park(Cancel&& cancel) noexcept {
     sleep_.word.store(1, std::memory_order_seq_cst);
-    if (!empty_sc() || cancel()) {
+    if (!empty_sc_hinted() || cancel()) {
       sleep_.word.store(0, std::memory_order_relaxed);
       return false;
     }
@@ -144,7 +156,7 @@ class Mailbox {
   /// caller must reschedule the actor itself (work arrived while it ran).
   bool finish_turn() noexcept {
     sleep_.scheduled.store(false, std::memory_order_seq_cst);
-    if (empty_sc()) return false;
+    if (empty_sc_hinted()) return false;
     return !sleep_.scheduled.exchange(true, std::memory_order_seq_cst);
   }
   /// Marks scheduled; true if it was not (the caller must then enqueue the actor).
@@ -206,16 +218,38 @@ class Mailbox {
     int wake_fd = -1;    ///< >= 0: wake the parked consumer through this eventfd
     std::atomic<const void*> spsc_producer{nullptr};  ///< written once, by the first producer
   };
+  /// Consumer, before it sleeps: empty_sc(), and when a priority message is there, the hint
+  /// raised too (its producer may not have raised it yet), so the next front() sees it.
+  bool empty_sc_hinted() noexcept {
+    if (!priority_.empty_sc()) {
+      sleep_.priority_hint.store(1, std::memory_order_relaxed);
+      return false;
+    }
+    return normal_.empty_sc();
+  }
+  /// Consumer, hint up: the priority lane's oldest message, or nullptr after taking the hint
+  /// down. A producer publishes before it raises the hint, so once the hint is down (a full
+  /// barrier) a second look finds anything whose hint the clear overwrote.
+  Slot* priority_front() noexcept {
+    if (Slot* s = priority_.front()) return s;
+    sleep_.priority_hint.exchange(0, std::memory_order_seq_cst);
+    return priority_.front();
+  }
+
   // written by the consumer only when it parks/finishes a turn; read by producers after a send
   struct alignas(kCacheLine) Sleep {
     std::atomic<std::uint32_t> word{0};  ///< futex word: 1 = consumer parked or about to
     std::atomic<bool> scheduled{false};  ///< group: actor is queued or running
+    /// 1: the priority lane may hold messages (raised by priority producers, lowered by the
+    /// consumer when it finds the lane empty). Read by the consumer on every front().
+    std::atomic<std::uint32_t> priority_hint{0};
   };
   ReadMostly ro_;
   Ring normal_;
   Ring priority_;
   Sleep sleep_;
-  bool from_priority_ = false;  ///< consumer-only
+  bool from_priority_ = false;    ///< consumer-only
+  bool priority_popped_ = false;  ///< consumer-only: release() must hand priority slots back
 };
 
 }  // namespace detail

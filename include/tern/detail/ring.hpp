@@ -119,8 +119,9 @@ class Ring {
 
   /// Consumer thread only: the oldest published message, or nullptr.
   Slot* front() noexcept {
-    Slot* s = &slots_[c_.next & mask_];
-    return s->seq.load(std::memory_order_acquire) == c_.next + 1 ? s : nullptr;
+    const std::uint64_t next = c_.next;  // why a copy: not reloaded after the acquire load
+    Slot* s = &slots_[next & mask_];
+    return s->seq.load(std::memory_order_acquire) == next + 1 ? s : nullptr;
   }
   /// Consumer thread only: done with the slot front() returned (its message destroyed).
   /// The slot is handed back to producers by the next release().
