@@ -87,13 +87,16 @@ class Ring {
     std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
     for (;;) {
       if (pos & kClosed) return PushStatus::closed;
-      if (pos - p_.head_cache.load(std::memory_order_relaxed) > mask_) {
+      // head_cache is release/acquire (plain moves on x86): a value another producer copied
+      // from `head` carries the consumer's release with it, so our slot write comes after
+      // the consumer's last read of that slot, even when that producer then found the ring
+      // full and made no CAS on tail.
+      if (pos - p_.head_cache.load(std::memory_order_acquire) > mask_) {
         const std::uint64_t h = c_.head.load(std::memory_order_acquire);
-        p_.head_cache.store(h, std::memory_order_relaxed);
+        p_.head_cache.store(h, std::memory_order_release);
         if (pos - h > mask_) return PushStatus::full;
       }
-      // acq_rel on success: chains the consumer's release of `head` (seen here perhaps only
-      // through another producer's head_cache) to our slot write, producer to producer.
+      // acq_rel on success: orders producers' claims among themselves.
       if (p_.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel,
                                         std::memory_order_relaxed))
         break;
