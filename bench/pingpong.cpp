@@ -37,7 +37,7 @@ static const char* kUsage =
     "  (default 0: park at once, like the bare wait/notify floor).\n"
     "  --baselines all (default) adds a ReaderWriterQueue row polled like --wake, and in futex\n"
     "  mode bare futex syscall and mutex+condvar queue rows. --hgrm PREFIX writes\n"
-    "  PREFIX<row>.hgrm (microseconds) for each row (rows: tern floor rwq futex_raw\n"
+    "  PREFIX<row>.hgrm (microseconds) for each row (rows: tern floor two_rings rwq futex_raw\n"
     "  mutex_condvar). --group: both actors in one tern::Group of --workers workers (default\n"
     "  2, on CPUs A and B; 1 worker: on CPU B) with mpsc mailboxes (either worker may send).\n"
     "  --split-groups: each actor in its own 1-worker Group, on CPU A and CPU B.\n"
@@ -204,6 +204,41 @@ Histogram run_floor(Wake wake, int cpu_a, int cpu_b, std::uint64_t warmup,
   return h;
 }
 
+// Two rings, one per direction, of 128-byte slots like a tern mailbox's, with nothing else:
+// each side publishes into the other's ring and polls its own. A message in each direction
+// is then a different cache line, where the one-line floor reuses a single line both ways.
+Histogram run_two_rings(Wake wake, int cpu_a, int cpu_b, std::uint64_t warmup,
+                        std::uint64_t iterations) {
+  struct alignas(128) Cell {
+    std::atomic<std::uint64_t> seq{0};
+  };
+  constexpr std::uint64_t kSlots = 1024;  // the pingpong mailboxes' capacity
+  std::vector<Cell> to_b(kSlots), to_a(kSlots);
+  const bool yield = wake == Wake::yield;
+  const std::uint64_t total = warmup + iterations;
+  Histogram h;
+  std::thread b([&] {
+    bench::pin(cpu_b);
+    for (std::uint64_t i = 0; i < total; ++i) {
+      while (to_b[i % kSlots].seq.load(std::memory_order_acquire) != i + 1)
+        yield ? (void)sched_yield() : bench::relax();
+      to_a[i % kSlots].seq.store(i + 1, std::memory_order_release);
+    }
+  });
+  bench::pin(cpu_a);
+  for (std::uint64_t i = 0; i < total; ++i) {
+    const std::uint64_t t0 = bench::now_ns();
+    to_b[i % kSlots].seq.store(i + 1, std::memory_order_release);
+    while (to_a[i % kSlots].seq.load(std::memory_order_acquire) != i + 1)
+      yield ? (void)sched_yield() : bench::relax();
+    const std::uint64_t t1 = bench::now_ns();
+    if (i >= warmup) h.record(t1 - t0);
+  }
+  b.join();
+  bench::unpin();
+  return h;
+}
+
 // Bare futex: FUTEX_WAIT / FUTEX_WAKE syscalls on two words, every wake a syscall, no
 // spinning; what a parking consumer costs without anything else.
 Histogram run_futex_raw(int cpu_a, int cpu_b, std::uint64_t warmup, std::uint64_t iterations) {
@@ -354,6 +389,8 @@ int main(int argc, char** argv) {
   Histogram f1, t, f2;
   std::vector<Labelled> extra_rows;
   if (bname == "all") {
+    if (wake != Wake::futex)
+      extra_rows.push_back({"two_rings", "bare two rings of 128-byte slots", Histogram()});
     extra_rows.push_back({"rwq", wake == Wake::spin    ? "moodycamel RWQ busy-poll"
                                  : wake == Wake::yield ? "moodycamel RWQ poll+yield"
                                                        : "moodycamel BlockingRWQ", Histogram()});
@@ -369,7 +406,9 @@ int main(int argc, char** argv) {
                     : run_tern(wake, spin, kind, cpus[0], cpus[1], wu, it));
     f2.merge(run_floor(wake, cpus[0], cpus[1], wu, it));
     for (Labelled& r : extra_rows) {
-      if (r.key == "rwq")
+      if (r.key == "two_rings")
+        r.h.merge(run_two_rings(wake, cpus[0], cpus[1], wu, it));
+      else if (r.key == "rwq")
         r.h.merge(wake == Wake::spin    ? run_queue_pair<RwqPoll<false>>(cpus[0], cpus[1], wu, it)
                   : wake == Wake::yield ? run_queue_pair<RwqPoll<true>>(cpus[0], cpus[1], wu, it)
                                         : run_queue_pair<RwqBlocking>(cpus[0], cpus[1], wu, it));
