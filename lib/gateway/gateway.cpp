@@ -507,7 +507,7 @@ struct Gateway::Impl {
   /// (stash) when the mailbox is full: reading the socket pauses, so ZeroMQ's high-water
   /// mark pushes back on the sender instead of us dropping.
   void deliver(ActorRef to, const MessageInfo& info, ActorRef from) {
-    // Inline dispatch (opt-in): run an idle receiver's handler on this thread. Not while our
+    // Inline dispatch (on by default): run an idle receiver's handler on this thread. Not while our
     // own mailbox is half full: the handler's sends to remote actors land there, and a
     // blocking send into it from its only consumer would never return.
     if (cfg.inline_dispatch && !to.is_remote() && to.actor() != &self &&

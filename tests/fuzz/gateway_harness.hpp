@@ -11,9 +11,8 @@
 //   - a decoded message encodes again and decodes back to the same value;
 //   - every frame the gateway sends is a well-formed envelope (a Reject: exactly its three
 //     string fields, from a null sender);
-//   - with strict_json (or TERN_FUZZ_STRICT_JSON=1): every frame delivered is valid JSON.
-//     Off by default while the gateway skips payload fields it does not know without
-//     validating them (docs/bad-input.md, "Known gaps").
+//   - with strict_json (on by default; TERN_FUZZ_STRICT_JSON=0 turns it off): every frame
+//     delivered is valid JSON.
 // check_serving() additionally sends a valid Ping and waits for the Pong.
 //
 // Endpoints: the literal text "ipc://@SINK" in an input is replaced by the sink's endpoint
