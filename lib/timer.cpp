@@ -95,7 +95,10 @@ void TimerService::run() {
     Slot& sl = slots_[top.slot];
     if (!sl.live || sl.generation != top.generation) continue;  // cancelled
     const Timeout msg{make_id(top.slot, top.generation), top.due_ns, now};
-    const SendResult r = ActorRef(sl.owner).try_send(msg, ActorRef());
+    // The priority lane: it takes any producer whatever the normal lane's kind (an spsc
+    // mailbox's one producer is its sender actor, not this thread), and a due timer is
+    // handled before normal messages already waiting.
+    const SendResult r = ActorRef(sl.owner).try_send_priority(msg, ActorRef());
     std::uint64_t next_due = 0;
     if (r == SendResult::ok) {
       ++fired_;

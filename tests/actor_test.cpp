@@ -330,3 +330,63 @@ TEST_CASE("an empty ActorRef refuses with no_target") {
   CHECK(to_string(SendResult::full) == "full");
   CHECK(to_string(FastStatus::deadlock) == "deadlock");
 }
+
+namespace {
+struct Poke {
+  static constexpr MessageId message_id = 950;
+  std::uint64_t n = 0;
+};
+struct Relayed {
+  static constexpr MessageId message_id = 951;
+  std::uint64_t n = 0;
+};
+class Collector : public Actor {
+ public:
+  Collector() { handle<&Collector::on_relayed>(); }
+  void on_relayed(const Relayed& r) {
+    got.push_back(r.n);
+    count.fetch_add(1);
+  }
+  std::vector<std::uint64_t> got;
+  std::atomic<std::uint64_t> count{0};
+};
+// Relays every Poke to an spsc mailbox, from whichever thread runs the handler.
+class Relay : public Actor {
+ public:
+  explicit Relay(ActorRef to) : to_(to) {
+    handle<&Relay::on_start>();
+    handle<&Relay::on_poke>();
+  }
+  void on_start(const Start&) { relay(0); }
+  void on_poke(const Poke& p) { relay(p.n); }
+  std::vector<std::uint64_t> sent;  // in the order the handler ran
+
+ private:
+  void relay(std::uint64_t n) {
+    sent.push_back(n);
+    (void)to_.send(Relayed{n});
+  }
+  ActorRef to_;
+};
+}  // namespace
+
+TEST_CASE("an spsc mailbox's one producer is an actor, wherever its handler runs") {
+  const std::uint64_t each = tern::test::scaled(20'000);
+  Manager mgr;
+  auto* c = new Collector;
+  ActorRef cref = mgr.manage("collector", std::unique_ptr<Actor>(c), {},
+                             MailboxConfig{256, MailboxKind::spsc});
+  auto* r = new Relay(cref);
+  ActorRef rref = mgr.manage("relay", std::unique_ptr<Actor>(r));
+  mgr.init();
+  // The relay's handler runs on its own thread (send) and on this one (fast_send), in turns.
+  std::thread other([&] {
+    for (std::uint64_t i = 1; i <= each; ++i) (void)rref.send(Poke{i});
+  });
+  for (std::uint64_t i = each + 1; i <= 2 * each; ++i)
+    CHECK(rref.fast_send(Poke{i}).status() == FastStatus::no_reply);
+  other.join();
+  REQUIRE(wait_until([&] { return c->count.load() == 2 * each + 1; }, std::chrono::seconds(60)));
+  mgr.end();
+  CHECK(c->got == r->sent);  // every relayed message once, in the order the handler ran
+}

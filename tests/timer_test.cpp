@@ -86,3 +86,52 @@ TEST_CASE("timers need a Manager and reject absurd durations") {
   mgr.manage("lone", std::unique_ptr<Actor>(m));
   CHECK_THROWS_WITH_AS(m->huge(mgr), doctest::Contains("longer than a day"), std::invalid_argument);
 }
+
+namespace {
+struct Item {
+  static constexpr MessageId message_id = 900;
+  std::uint64_t n = 0;
+};
+// Its mailbox is spsc: one producer actor, and Timeouts from the timer thread.
+class TimedSink : public Actor {
+ public:
+  TimedSink() {
+    handle<&TimedSink::on_start>();
+    handle<&TimedSink::on_item>();
+    handle<&TimedSink::on_timeout>();
+  }
+  void on_start(const Start&) { (void)start_timer(100, 100); }
+  void on_item(const Item& i) {
+    if (i.n != items) ++out_of_order;
+    items.store(items.load() + 1);
+  }
+  void on_timeout(const Timeout&) { timeouts.fetch_add(1); }
+  std::atomic<std::uint64_t> items{0}, timeouts{0};
+  std::uint64_t out_of_order = 0;
+};
+class Streamer : public Actor {
+ public:
+  Streamer(ActorRef to, std::uint64_t n) : to_(to), n_(n) { handle<&Streamer::on_start>(); }
+  void on_start(const Start&) {
+    for (std::uint64_t i = 0; i < n_; ++i) (void)to_.send(Item{i});
+  }
+
+ private:
+  ActorRef to_;
+  std::uint64_t n_;
+};
+}  // namespace
+
+TEST_CASE("an spsc mailbox takes its one producer actor and its timers' Timeouts") {
+  const std::uint64_t n = tern::test::scaled(200'000);
+  Manager mgr;
+  auto* sink = new TimedSink;
+  ActorRef to = mgr.manage("sink", std::unique_ptr<Actor>(sink), {},
+                           MailboxConfig{1024, MailboxKind::spsc});
+  mgr.emplace<Streamer>("streamer", {}, {}, to, n);
+  mgr.init();
+  REQUIRE(wait_until([&] { return sink->items.load() == n && sink->timeouts.load() >= 5; },
+                     std::chrono::seconds(60)));
+  mgr.end();
+  CHECK(sink->out_of_order == 0);
+}

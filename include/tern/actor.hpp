@@ -46,15 +46,6 @@ struct ActorStats {
 
 namespace detail {
 
-/// Per-thread runtime state. constinit: no TLS wrapper call on access.
-struct ThreadCtx {
-  Actor* current = nullptr;                ///< actor whose handler runs on this thread
-  std::atomic<Actor*> waiting_for{nullptr}; ///< fast_send: the actor whose lock we wait for
-};
-// why initial-exec: libtern is a shared library; the default (global-dynamic) model would
-// call __tls_get_addr on every access, in the receive loop and on every send.
-extern thread_local constinit ThreadCtx tl_ctx __attribute__((tls_model("initial-exec")));
-
 struct Runtime;  // lib/runtime.cpp: the loops that drain mailboxes
 std::uint64_t now_ns() noexcept;
 
@@ -99,7 +90,8 @@ class Actor {
   /// Called for a message type with no handler. Default: counts it (stats().unhandled).
   virtual void on_unhandled(const MessageInfo& info, const void* msg);
 
-  /// Timers: a Timeout{id, due_ns, fired_ns} arrives through this actor's mailbox after
+  /// Timers: a Timeout{id, due_ns, fired_ns} arrives through this actor's mailbox (its
+  /// priority lane: before normal messages already waiting) after
   /// `after_us` microseconds, then every `period_us` if nonzero. Returns the id (never 0).
   /// Any thread; needs a Manager (manage() or a Group attached to one), else throws
   /// std::logic_error. After cancel_timer(id) returns true no new Timeout for it is sent

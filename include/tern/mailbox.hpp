@@ -1,5 +1,6 @@
 // The mailbox: an actor's two lanes (normal + high priority) and how its consumer is woken.
-// Producers: any thread (MailboxKind::mpsc) or exactly one thread (MailboxKind::spsc).
+// Producers: any thread (MailboxKind::mpsc) or exactly one producer (MailboxKind::spsc): one
+// actor, whichever thread runs its handler, or one thread that is not running an actor.
 // Consumer: the one thread that runs the actor at a time (its own thread, a Group worker, or
 // a fast_send caller holding the actor's exclusion lock).
 #pragma once
@@ -10,6 +11,7 @@
 
 #include <tern/config.hpp>
 #include <tern/detail/ring.hpp>
+#include <tern/detail/thread_ctx.hpp>
 
 namespace tern {
 
@@ -18,8 +20,10 @@ struct MailboxConfig {
   /// Normal-lane capacity in messages, rounded up to a power of two. A full mailbox makes
   /// try_send return SendResult::full and send() wait (it never drops, never grows).
   std::uint32_t capacity = Tuning::default_capacity;
-  /// mpsc: any number of producer threads. spsc: exactly one producer thread, checked on
-  /// every send (a second thread aborts with a message naming the actor).
+  /// mpsc: any number of producer threads. spsc: exactly one producer, checked on every
+  /// send: one actor (its handlers may run on other threads, through fast_send or the
+  /// gateway's inline dispatch, but never two at once), or one thread that is not running an
+  /// actor. A second producer aborts with a message naming the actor.
   MailboxKind kind = MailboxKind::mpsc;
 };
 
@@ -194,14 +198,19 @@ class Mailbox {
       futex_wake_one(sleep_.word);
   }
   void check_single_producer() noexcept {
-    // The thread pointer (%fs base on x86-64) identifies the calling thread for free.
-    const void* me = __builtin_thread_pointer();
+    // The producer is the actor whose handler is sending: its handlers never run on two
+    // threads at once, and each move between threads goes through its exclusion lock, which
+    // orders our plain tail store with the next push. Outside a handler, the thread itself:
+    // its thread pointer (%fs base on x86-64) identifies it for free.
+    const void* me = tl_ctx.current ? static_cast<const void*>(tl_ctx.current)
+                                    : __builtin_thread_pointer();
     const void* owner = ro_.spsc_producer.load(std::memory_order_relaxed);
     if (owner == me) [[likely]] return;
     if (owner == nullptr && ro_.spsc_producer.compare_exchange_strong(owner, me)) return;
     std::fprintf(stderr,
-                 "tern: actor '%s' has an spsc mailbox but a second thread sent to it; "
-                 "use MailboxKind::mpsc\n",
+                 "tern: actor '%s' has an spsc mailbox but a second producer sent to it "
+                 "(spsc takes one actor, or one thread outside any actor); use "
+                 "MailboxKind::mpsc\n",
                  ro_.owner_name ? ro_.owner_name : "?");
     std::abort();
   }
@@ -216,7 +225,7 @@ class Mailbox {
     void* group = nullptr;
     bool stamp = false;  ///< instrumentation on: producers stamp the send time
     int wake_fd = -1;    ///< >= 0: wake the parked consumer through this eventfd
-    std::atomic<const void*> spsc_producer{nullptr};  ///< written once, by the first producer
+    std::atomic<const void*> spsc_producer{nullptr};  ///< first producer: Actor* or thread
   };
   /// Consumer, before it sleeps: empty_sc(), and when a priority message is there, the hint
   /// raised too (its producer may not have raised it yet), so the next front() sees it.
