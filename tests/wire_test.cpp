@@ -161,6 +161,15 @@ TEST_CASE("floats, bool, enum, char arrays and number arrays round-trip") {
                    back));
   CHECK(back.f64 == -3.0);
   CHECK(back.px[2] == 3.0);
+
+  // the float extremes survive our own encoding (FLT_MAX prints as 3.4028235e+38, above it)
+  for (const float f : {std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                        std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::min()}) {
+    CAPTURE(f);
+    m.f32 = f;
+    REQUIRE(r.decode(r.encode(m), back));
+    CHECK(back.f32 == f);
+  }
 }
 
 TEST_CASE("strings are escaped on the way out and unescaped on the way in") {
@@ -241,6 +250,14 @@ TEST_CASE("a missing, mistyped or out-of-range field is refused with a reason na
   };
   CHECK(reason_of<Reals>(r, with("f32", "1e39")) ==
         "Field 'f32' for Reals is out of range for float: 1e+39");
+  // the float limits: what rounds to FLT_MAX is taken (our own text for it, 3.4028235e+38, is
+  // above FLT_MAX), from the midpoint to 2^128 up is refused (found by the fuzzer)
+  CHECK(reason_of<Reals>(r, with("f32", "3.4028235e+38")) == "<ok>");
+  CHECK(reason_of<Reals>(r, with("f32", "-3.4028235e+38")) == "<ok>");
+  CHECK(reason_of<Reals>(r, with("f32", "3.4028235677973366e38")) ==
+        "Field 'f32' for Reals is out of range for float: 3.4028235677973366e+38");
+  CHECK(reason_of<Reals>(r, with("f32", "3.40282357e38")) ==
+        "Field 'f32' for Reals is out of range for float: 3.40282357e+38");
   CHECK(reason_of<Reals>(r, with("f64", "\"x\"")) == "Field 'f64' for Reals must be double, got string");
   CHECK(reason_of<Reals>(r, with("flag", "1")) == "Field 'flag' for Reals must be bool, got integer");
   CHECK(reason_of<Reals>(r, with("side", "2.5")) == "Field 'side' for Reals must be int8, got float");

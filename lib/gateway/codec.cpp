@@ -78,6 +78,10 @@ PayloadStatus to_payload(Status st) {
 
 bool is_float(Kind k) { return k == Kind::f32 || k == Kind::f64; }
 
+/// FLT_MAX + half its ULP: a double at or beyond it rounds to infinity as a float.
+constexpr double kFloatRoundsToInf = 0x1.ffffffp127;
+static_assert(kFloatRoundsToInf > FLT_MAX);
+
 template <class T>
 void store(unsigned char* at, T v) {
   std::memcpy(at, &v, sizeof v);
@@ -160,7 +164,11 @@ Status decode_number(od::value& v, Kind k, unsigned char* at, const Where& w) {
     double d;
     if (!v.get_double().get(d) && std::isfinite(d)) [[likely]] {
       if (k == Kind::f64) return store(at, d), Status{};
-      if (d <= FLT_MAX && d >= -FLT_MAX) return store(at, static_cast<float>(d)), Status{};
+      // Not FLT_MAX: the shortest text of FLT_MAX (3.4028235e38, our own encoding) is above
+      // it and rounds back to it. Refused only what would round to infinity: from the
+      // midpoint between FLT_MAX and 2^128 up.
+      if (d < kFloatRoundsToInf && d > -kFloatRoundsToInf)
+        return store(at, static_cast<float>(d)), Status{};
     }
   } else if (k == Kind::u64) {
     std::uint64_t u;
