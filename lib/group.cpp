@@ -149,8 +149,18 @@ void Group::start() {
   phase_.store(0);
   started_count_.store(0);
   for (std::uint32_t i = 0; i < cfg_.workers; ++i) threads_.emplace_back([this, i] { worker(i); });
-  while (started_count_.load(std::memory_order_acquire) < cfg_.workers)
-    detail::futex_wait(started_count_, started_count_.load());
+  wait_all_started();
+}
+
+void Group::wait_all_started() noexcept {
+  // Sleep on the value just checked, never on a second read: a worker's last increment (and
+  // its wake) between the check and that read would leave us asleep on a value that no
+  // longer changes.
+  for (;;) {
+    const std::uint32_t n = started_count_.load(std::memory_order_acquire);
+    if (n >= cfg_.workers) return;
+    detail::futex_wait(started_count_, n);
+  }
 }
 
 void Group::worker(std::uint32_t index) {
@@ -168,8 +178,7 @@ void Group::worker(std::uint32_t index) {
   me->current = nullptr;
   started_count_.fetch_add(1, std::memory_order_acq_rel);
   detail::futex_wake_all(started_count_);
-  while (started_count_.load(std::memory_order_acquire) < cfg_.workers)
-    detail::futex_wait(started_count_, started_count_.load());
+  wait_all_started();
 
   std::uint32_t idle = 0;
   for (;;) {

@@ -79,6 +79,7 @@ class Group {
   void worker(std::uint32_t index);
   void set_manager(Manager* m);
   void prepare();
+  void wait_all_started() noexcept;  ///< until every worker has delivered its Starts
   void close_mailboxes() noexcept;
   void push_ready(Actor* a) noexcept;
 
