@@ -177,8 +177,6 @@ class Mailbox {
   bool stamps() const noexcept { return ro_.stamp; }
   /// Set-up only.
   void set_stamp(bool on) noexcept { ro_.stamp = on; }
-  /// Consumer: was the last front() from the high-priority lane?
-  bool from_priority() const noexcept { return from_priority_; }
 
  private:
   void notify() noexcept {
