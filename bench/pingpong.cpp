@@ -34,7 +34,8 @@ static const char* kUsage =
     "                [--rounds N]\n"
     "  Round trip of one message between two actors on CPUs A and B, beside the bare floor\n"
     "  measured the same way in the same run. --spin: futex mode's empty polls before parking\n"
-    "  (default 0: park at once, like the bare wait/notify floor).\n"
+    "  (default 0: park on every hop; 'default': ThreadConfig's spin_limit, the library's\n"
+    "  own spin-then-park policy).\n"
     "  --baselines all (default) adds a ReaderWriterQueue row polled like --wake, in spin and\n"
     "  yield mode a bare two-rings row (one ring of 128-byte slots per direction), and in futex\n"
     "  mode bare futex syscall and mutex+condvar queue rows. --hgrm PREFIX writes\n"
@@ -368,7 +369,9 @@ int main(int argc, char** argv) {
   if (cpus.size() != 2) bench::Args::fail("--cpus wants two CPUs, e.g. 0,1", kUsage);
   const std::uint64_t iters = args.u64("iterations"), warm = args.u64("warmup");
   if (iters == 0) bench::Args::fail("--iterations must be at least 1", kUsage);
-  const auto spin = static_cast<std::uint32_t>(args.u64("spin"));
+  const std::uint32_t spin = args.str("spin") == "default"
+                                 ? ThreadConfig{}.spin_limit
+                                 : static_cast<std::uint32_t>(args.u64("spin"));
   const std::uint64_t rounds = args.u64("rounds");
   if (rounds == 0 || rounds > iters)
     bench::Args::fail("--rounds must be in 1..iterations", kUsage);
@@ -438,6 +441,10 @@ int main(int argc, char** argv) {
   };
   const double ratio = p50_ratio(floor);
   std::printf("ratio p50 tern/floor: %.2fx\n", ratio);
+  if (wake == Wake::futex && spin == 0)
+    std::printf("note: tern parks on every hop here (--spin 0) while std::atomic wait spins\n"
+                "      first: read this run against the bare futex syscalls row (--spin default\n"
+                "      shows the library's own spin-then-park policy against the floor)\n");
   for (const Labelled& r : extra_rows)
     std::printf("ratio p50 tern/%s: %.2fx\n", r.label.c_str(), p50_ratio(r.h));
 
