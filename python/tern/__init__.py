@@ -7,7 +7,7 @@ See docs/python.md.
 
 from .actor import Actor, ActorRef, LocalActorRef, RemoteActorRef
 from .manager import Manager
-from .messages import (PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
+from .messages import (FieldLimitError, PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
                        register_message, registered)
 from .transport import TransportConfig
 from .wire import connect_address
@@ -23,6 +23,7 @@ __all__ = [
     "registered",
     "message_type_name",
     "PayloadError",
+    "FieldLimitError",
     "Start",
     "Shutdown",
     "Timeout",

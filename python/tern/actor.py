@@ -9,8 +9,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import wire
-from .messages import (Reject, Shutdown, Start, class_type_name, handler_names,
-                       message_type_name, payload_of)
+from .messages import (Reject, Shutdown, Start, class_type_name, encode_message,
+                       handler_names)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import Manager
@@ -91,13 +91,15 @@ class RemoteActorRef(ActorRef):
     __slots__ = ()
 
     def send(self, msg: Any, sender: Optional[ActorRef] = None) -> bool:
-        # Encoded on the calling thread, so a bad message raises here, at the caller.
+        # Encoded on the calling thread, so a bad message raises here, at the caller:
+        # TypeError (unregistered, or a value JSON cannot carry), FieldLimitError (a
+        # declared field limit), ValueError (NaN, infinity).
         cls = type(msg)
         if "__tern_type__" not in cls.__dict__:
             raise TypeError(f"{cls.__name__} is not registered: decorate it with "
                             f"@register_message to send it to a remote actor")
         sa, se = sender.reply_address() if sender is not None else (None, None)
-        data = wire.encode(sa, se, self.name, message_type_name(msg), payload_of(msg))
+        data = encode_message(sa, se, self.name, msg)
         return self._manager._transport.post(self.endpoint, data)
 
     def reply_address(self) -> tuple[Optional[str], Optional[str]]:
