@@ -136,6 +136,7 @@ class Transport:
         self._pull: Optional[zmq.Socket] = None
         self._peers: "OrderedDict[str, _Peer]" = OrderedDict()
         self._peers_at_close = 0  # peer sockets closed by the thread (ctx.term waits on them)
+        self._closed_at = 0.0     # when the thread closed them: their linger starts there
         self._evicted = 0
         self._poller = zmq.Poller()
 
@@ -270,6 +271,14 @@ class Transport:
             while self._report is None:  # another thread is finishing stop()
                 time.sleep(0.001)
             return self._report
+        try:
+            self._report = self._close()
+        finally:
+            if self._report is None:  # _close() raised: still answer later callers
+                self._report = EndReport(self._stats.unsent(), False)
+        return self._report
+
+    def _close(self) -> EndReport:
         if self._thread is not None:
             self._thread.join()
         else:  # never started: what was posted will never leave
@@ -279,9 +288,10 @@ class Transport:
             self._wake_tx = None
         flushed = True
         if self._ctx is not None:
-            t0 = time.monotonic()
             self._ctx.term()  # waits up to linger_ms for the PUSH sockets the thread closed
-            waited = time.monotonic() - t0
+            # Measured from when the thread closed them (their linger ran from there), so a
+            # slow join cannot hide a linger that expired.
+            waited = time.monotonic() - self._closed_at
             self._ctx = None
             # term() returns early only once every socket has written all it held; a term
             # that took (nearly) the whole linger discarded what was left.
@@ -292,8 +302,7 @@ class Transport:
                             "sndhwm=%d per peer)", self._peers_at_close, self._cfg.linger_ms,
                             self._cfg.sndhwm)
                 self._stats.inc("zmq_unflushed_at_end")
-        self._report = EndReport(self._stats.unsent(), flushed)
-        return self._report
+        return EndReport(self._stats.unsent(), flushed)
 
     def _lose_outq(self, cause: str) -> None:
         with self._lock:
@@ -522,6 +531,7 @@ class Transport:
         # What is still held now was accepted and never reached ZeroMQ: record it per
         # peer and cause. ZeroMQ then gets linger_ms to write out what it holds, in
         # ctx.term() (stop() times it).
+        self._closed_at = time.monotonic()
         for peer in self._peers.values():
             if peer.backlog:
                 n = len(peer.backlog)

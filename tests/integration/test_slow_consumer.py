@@ -41,7 +41,7 @@ def test_stream_of_300000_to_a_slow_cpp_actor_every_message_delivered_or_reporte
     sink = procs.start("slow_sink", [exe, "--rate", SINK_RATE, "--stats-ms", 200])
     endpoint = sink.wait_line(r"^sink: listening on (\S+) as 'sink'").group(1)
 
-    mgr = tern.Manager(None, max_backlog=20_000, linger_ms=500)
+    mgr = tern.Manager(None, max_backlog=20_000, linger_ms=1000)
     mgr.init()
     try:
         ref = mgr.remote("sink", endpoint)
