@@ -9,6 +9,7 @@ from .actor import Actor, ActorRef, LocalActorRef, RemoteActorRef
 from .manager import Manager
 from .messages import (PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
                        register_message, registered)
+from .registry import NameTaken, NotFound, Offline, RegistryError
 from .transport import TransportConfig
 from .wire import connect_address
 
@@ -28,6 +29,10 @@ __all__ = [
     "Timeout",
     "Reject",
     "connect_address",
+    "RegistryError",
+    "NameTaken",
+    "NotFound",
+    "Offline",
 ]
 
 __version__ = "0.1.0"
