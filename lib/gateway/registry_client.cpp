@@ -217,6 +217,7 @@ struct RegistryClient::Impl {
   bool stopping = false;
   bool closed = false;
   std::thread thread;
+  std::size_t turn = 0;  ///< heartbeat thread only
 
   std::atomic<std::uint64_t> heartbeats{0}, reregistered{0}, errors{0}, lookups{0}, cache_hits{0};
 
@@ -253,7 +254,12 @@ struct RegistryClient::Impl {
       std::lock_guard lk(names_mu);
       names = mine;
     }
-    // The registry restarted, or expired us after a stall: register what it lost.
+    // One of our names per beat, in turn: a registry that restarted, or expired us after a
+    // stall, has lost all of them, so one lookup notices; then every name is checked and
+    // what is missing registered again.
+    if (names.empty()) return;
+    turn = (turn + 1) % names.size();
+    if (do_lookup(*beats, names[turn])) return;
     for (const auto& n : names) {
       if (stop_requested()) return;
       if (do_lookup(*beats, n)) continue;

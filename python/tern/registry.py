@@ -688,6 +688,7 @@ class ManagerLink:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._failing = False
+        self._turn = 0
 
     def _inc(self, key: str) -> None:
         with self._names_lock:
@@ -806,6 +807,12 @@ class ManagerLink:
         with self._names_lock:
             mine = list(self._mine)
             looked = list(self._resolved.items())
+        # One of our names per beat, in turn: a registry that restarted, or expired us after
+        # a stall, has lost all of them, so one lookup notices; then every name is checked.
+        if mine:
+            self._turn = (self._turn + 1) % len(mine)
+            if beats.lookup(mine[self._turn])[0] is not None:
+                mine = []
         for name in mine:
             if self._stop.is_set():
                 return
