@@ -420,7 +420,12 @@ class RegistryServer:
             while not self._stop.is_set():
                 wait_ms = max(0, int((next_sweep - time.monotonic()) * 1000))
                 # Wake at least every 200 ms to notice stop().
-                if poller.poll(min(wait_ms, 200)):
+                try:
+                    ready = poller.poll(min(wait_ms, 200))
+                except zmq.ZMQError as exc:  # EINTR and the like: poll again
+                    log.debug("registry: poll: %s", exc)
+                    continue
+                if ready:
                     for _ in range(64):  # a bounded burst per turn, then sweep if due
                         try:
                             frames = sock.recv_multipart(zmq.NOBLOCK)
