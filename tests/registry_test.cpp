@@ -1,6 +1,6 @@
 // RegistryClient (tern/registry.hpp) against a small in-test registry on loopback. The real
 // server (scripts/registry) and the cross-language checks are in
-// tests/integration/test_registry.py.
+// tests/integration/test_registry_processes.py.
 #include <doctest/doctest.h>
 
 #include <zmq.h>

@@ -1,4 +1,4 @@
-// registry_peer: the C++ side of tests/integration/test_registry.py. A Manager with a
+// registry_peer: the C++ side of tests/integration/test_registry_processes.py. A Manager with a
 // Gateway, a pong actor registered in a registry under --name (answers Ping{count} with
 // Pong{count}), and optionally a pinger that looks --lookup up by name and sends it --count
 // Pings, counting the Pongs.

@@ -1,4 +1,4 @@
-"""The Python side of test_registry.py, as a process of its own: a Manager registered in a
+"""The Python side of test_registry_processes.py, as a process of its own: a Manager registered in a
 registry, with a pong actor under --name (answers Ping{count} with Pong{count}) and, with
 --lookup, a pinger that finds that name in the registry and sends it --count Pings.
 

@@ -1,6 +1,6 @@
 """The registry (python/tern/registry.py): the server's protocol with a fake clock, the server
 over a real socket against malformed input, and Manager(registry=...) end to end in-process.
-Real-process tests (C++ and Python, kill and restart) are in tests/integration/test_registry.py.
+Real-process tests (C++ and Python, kill and restart) are in tests/integration/test_registry_processes.py.
 """
 
 import json
