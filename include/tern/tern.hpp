@@ -9,5 +9,6 @@
 #include <tern/mailbox.hpp>
 #include <tern/manager.hpp>
 #include <tern/message.hpp>
+#include <tern/registry.hpp>  // link tern_gateway to use
 #include <tern/thread_config.hpp>
 #include <tern/wire.hpp>

@@ -9,6 +9,7 @@ from .actor import Actor, ActorRef, LocalActorRef, RemoteActorRef, SendError
 from .manager import Manager
 from .messages import (FieldLimitError, PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
                        register_message, registered)
+from .registry import NameTaken, NotFound, Offline, RegistryError
 from .transport import EndReport, TransportConfig
 from .wire import connect_address
 
@@ -31,6 +32,10 @@ __all__ = [
     "Timeout",
     "Reject",
     "connect_address",
+    "RegistryError",
+    "NameTaken",
+    "NotFound",
+    "Offline",
 ]
 
 __version__ = "0.1.0"

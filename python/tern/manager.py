@@ -14,6 +14,7 @@ from . import wire
 from .actor import _FINAL, _FROM_TIMER, Actor, ActorRef, LocalActorRef, RemoteActorRef, _Cell
 from .messages import Reject, Shutdown, Start, Timeout, _spec_for, PayloadError
 from .stats import Stats
+from .registry import ManagerLink
 from .transport import EndReport, Transport, TransportConfig
 
 __all__ = ["Manager"]
@@ -110,10 +111,18 @@ class Manager:
     default of every send's ``raise_on_drop`` (False: a refused send returns False; True:
     it raises SendError). Keyword arguments of TransportConfig (linger_ms, max_peers,
     max_backlog, max_message_bytes, sndhwm) are accepted.
+
+    ``registry`` (e.g. ``"tcp://127.0.0.1:5555"``): a name service (docs/registry.md). The
+    Manager then registers its actors there at ``init()`` (and those managed later) under
+    ``manager_id`` (default: unique per process), heartbeats every ``registry_heartbeat``
+    seconds, and unregisters them at ``end()``; ``lookup_remote(name)`` and
+    ``remote_actors()`` ask it. Each registry request waits at most ``registry_timeout``.
     """
 
     def __init__(self, endpoint: Optional[str] = None, *, advertise: Optional[str] = None,
                  join_timeout: float = 10.0, raise_on_drop: bool = False,
+                 registry: Optional[str] = None, manager_id: Optional[str] = None,
+                 registry_timeout: float = 5.0, registry_heartbeat: float = 2.0,
                  **transport_options: Any) -> None:
         if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
             raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://*:5001'")
@@ -132,6 +141,11 @@ class Manager:
         self._timers = _Timers()
         self._transport = Transport(endpoint, self._route, self._stats,
                                     TransportConfig(**transport_options))
+        self._registry: Optional[ManagerLink] = None
+        if registry is not None:
+            self._registry = ManagerLink(registry, manager_id, self.advertised_endpoint,
+                                         timeout=registry_timeout,
+                                         heartbeat_s=registry_heartbeat)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -144,6 +158,10 @@ class Manager:
             raise TypeError(f"{type(actor).__name__} is not a tern.Actor")
         if actor._tern_cell is not None:
             raise ValueError(f"actor {name!r} is already managed as {actor._tern_cell.name!r}")
+        if self._registry is not None and self._state == "running" and name not in self._cells:
+            # Registered before it is added: a refused name (NameTaken naming the owner)
+            # leaves nothing behind. A name taken locally meanwhile is refused below.
+            self._registry.register(name)
         with self._lock:
             if self._state == "ended":
                 raise RuntimeError("manage() after end()")
@@ -166,6 +184,15 @@ class Manager:
             if self._state != "new":
                 raise RuntimeError(f"init() called twice (state {self._state})")
             self._transport.start()
+            if self._registry is not None:
+                try:  # after the bind (so the endpoint we register is live), before Start
+                    self._registry.register_all(list(self._cells))
+                except BaseException:
+                    self._state = "ended"
+                    self._registry.stop()
+                    self._transport.stop()
+                    raise
+                self._registry.start()
             self._timers.start()
             self._state = "running"
             for cell in self._cells.values():
@@ -229,6 +256,8 @@ class Manager:
         if ended_already:  # the first end() may still be running: stop() waits for it
             return self._transport.stop()
         self._terminated.set()
+        if self._registry is not None:
+            self._registry.stop()  # unregister first: nobody should find a stopping actor
         self._timers.stop()
         if was_running:
             for cell in cells:
@@ -264,12 +293,40 @@ class Manager:
             raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://host:5001'")
         return RemoteActorRef(name, endpoint, self)
 
+    def lookup_remote(self, name: str, *, allow_offline: bool = False) -> RemoteActorRef:
+        """Ask the registry for actor ``name`` (any language, any process). Returns a
+        RemoteActorRef whose endpoint is re-resolved every heartbeat period. Raises
+        ``tern.NotFound`` (not registered), ``tern.Offline`` (its manager stopped
+        heartbeating; ``allow_offline=True`` returns the ref anyway) or
+        ``tern.RegistryError`` (no reply within ``registry_timeout``). Blocks for one
+        round trip; any thread."""
+        return self._need_registry().lookup(self, name, allow_offline)
+
+    def remote_actors(self) -> list[dict]:
+        """Everything the registry holds: ``[{"actor_name", "endpoint", "online",
+        "manager_id"}, ...]``. Uses ListActors, a tern extension: a family registry answers
+        it with an error (raised as RegistryError). Blocks for one round trip."""
+        return self._need_registry().list()
+
+    @property
+    def manager_id(self) -> Optional[str]:
+        """The id this Manager registers under (None without a registry)."""
+        return self._registry.manager_id if self._registry is not None else None
+
+    def _need_registry(self) -> ManagerLink:
+        if self._registry is None:
+            raise RuntimeError("this Manager has no registry: pass registry='tcp://host:5555'")
+        return self._registry
+
     def stats(self) -> dict:
         """A snapshot of the counters: messages in/out, rejects, errors, drops by cause,
-        ``unsent`` ({peer: {cause: n}} accepted but never handed to ZeroMQ) and ``held``
-        (accepted remote messages not yet handed to ZeroMQ)."""
+        ``unsent`` ({peer: {cause: n}} accepted but never handed to ZeroMQ), ``held``
+        (accepted remote messages not yet handed to ZeroMQ), and the registry_* counters
+        with a registry."""
         out = self._stats.snapshot()
         out["held"] = self._transport.held()
+        if self._registry is not None:
+            out.update(self._registry.counters())
         return out
 
     @property
