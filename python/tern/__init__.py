@@ -5,7 +5,9 @@
 See docs/python.md.
 """
 
+from . import frames, hgrm
 from .actor import Actor, ActorRef, LocalActorRef, RemoteActorRef
+from .ask import AskFuture, AskRejected
 from .manager import Manager
 from .messages import (PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
                        register_message, registered)
@@ -17,6 +19,8 @@ __all__ = [
     "ActorRef",
     "LocalActorRef",
     "RemoteActorRef",
+    "AskFuture",
+    "AskRejected",
     "Manager",
     "TransportConfig",
     "register_message",

@@ -6,11 +6,13 @@ import heapq
 import itertools
 import logging
 import signal
+import sys
 import threading
 import time
 from typing import Any, Optional
 
-from . import wire
+from . import lifecycle, wire
+from .ask import inbox_of, is_reply_name
 from .actor import _FINAL, _FROM_TIMER, Actor, ActorRef, LocalActorRef, RemoteActorRef, _Cell
 from .messages import Reject, Shutdown, Start, Timeout, _spec_for, PayloadError
 from .stats import Stats
@@ -107,10 +109,15 @@ class Manager:
     ``advertise`` overrides the endpoint put in ``sender_endpoint`` (default: the bind
     endpoint with ``*``/``0.0.0.0`` replaced by ``localhost``). Keyword arguments of
     TransportConfig (linger_ms, max_peers, max_backlog, max_message_bytes) are accepted.
+
+    ``replace``: when ``init()`` finds another running Manager of this process bound to
+    the same endpoint (a notebook cell run twice), True ends that one first (logged);
+    False raises OSError naming it. A Manager still running at interpreter exit is ended.
     """
 
     def __init__(self, endpoint: Optional[str] = None, *, advertise: Optional[str] = None,
-                 join_timeout: float = 10.0, **transport_options: Any) -> None:
+                 join_timeout: float = 10.0, replace: bool = True,
+                 **transport_options: Any) -> None:
         if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
             raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://*:5001'")
         self.endpoint = endpoint
@@ -118,6 +125,9 @@ class Manager:
             advertise = wire.connect_address(endpoint)
         self.advertised_endpoint: Optional[str] = advertise
         self.join_timeout = join_timeout
+        self.replace = replace
+        caller = sys._getframe(1)
+        self._origin = f"{caller.f_code.co_filename}:{caller.f_lineno}"  # for error messages
         self._stats = Stats()
         self._cells: dict[str, _Cell] = {}
         self._lock = threading.Lock()
@@ -134,6 +144,9 @@ class Manager:
         its mailbox. If the Manager is already running the actor's thread starts now."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"actor name must be a non-empty string, got {name!r}")
+        if is_reply_name(name):
+            raise ValueError(f"actor name {name!r} is reserved: names starting with "
+                             f"'_ask.' address replies to ask()")
         if not isinstance(actor, Actor):
             raise TypeError(f"{type(actor).__name__} is not a tern.Actor")
         if actor._tern_cell is not None:
@@ -155,11 +168,19 @@ class Manager:
 
     def init(self) -> None:
         """Bind the endpoint, start the transport, timer and actor threads (each actor
-        handles Start first). Raises OSError naming the endpoint if the bind fails."""
+        handles Start first). Raises OSError naming the endpoint if the bind fails.
+        Another running Manager of this process on the same endpoint is ended first
+        (``replace=True``) or named in the OSError (``replace=False``)."""
+        if self._state == "new":
+            lifecycle.before_bind(self, self.replace)
         with self._lock:
             if self._state != "new":
                 raise RuntimeError(f"init() called twice (state {self._state})")
-            self._transport.start()
+            try:
+                self._transport.start()
+            except OSError as exc:
+                raise lifecycle.bind_failed(self, exc) from None
+            lifecycle.started(self)
             self._timers.start()
             self._state = "running"
             for cell in self._cells.values():
@@ -216,6 +237,9 @@ class Manager:
             was_running = self._state == "running"
             self._state = "ended"
         self._terminated.set()
+        inbox = self.__dict__.get("_inbox")
+        if inbox is not None:
+            inbox.close()
         self._timers.stop()
         if was_running:
             for cell in cells:
@@ -229,6 +253,7 @@ class Manager:
         for cell in cells:
             cell.closed = True
         self._transport.stop()
+        lifecycle.ended(self)
 
     def __enter__(self) -> "Manager":
         return self
@@ -257,6 +282,8 @@ class Manager:
 
     @property
     def actors(self) -> list[str]:
+        """Names of the actors managed here (local ones), in the order they were managed.
+        A new list each time; any thread."""
         return list(self._cells)
 
     # -- transport thread ----------------------------------------------------------------
@@ -264,7 +291,11 @@ class Manager:
     def _route(self, env: wire.Envelope) -> Optional[tuple]:
         """Deliver one checked inbound envelope. Returns None, or (drop cause, Reject
         reason or None)."""
-        cell = self._cells.get(env.receiver)
+        cell: Any = self._cells.get(env.receiver)
+        if cell is None and is_reply_name(env.receiver):  # a reply to ask() (tern.ask)
+            cell = inbox_of(self).lookup(env.receiver)
+            if cell is None:  # its ask timed out or was cancelled: count, do not bounce
+                return "late_reply", None
         if cell is None:
             return "unknown_actor", f"Actor '{env.receiver}' not found"
         spec = _spec_for(env.message_type)
