@@ -70,7 +70,12 @@ class ActorRef:
         if cell is not None and cell.thread is threading.current_thread():
             raise RuntimeError(f"ask() to {self.name!r} from its own handler would wait "
                                f"for itself; send() and handle the reply instead")
-        return self.ask_async(msg, timeout).result()
+        fut = self.ask_async(msg, timeout)
+        try:
+            return fut.result()
+        except BaseException:  # e.g. KeyboardInterrupt in a notebook: retire the ask now
+            fut.cancel()
+            raise
 
     def ask_async(self, msg: Any, timeout: Optional[float] = 10.0) -> Any:
         """Like ``ask()`` without blocking: returns a ``tern.AskFuture``, a
