@@ -360,3 +360,18 @@ def test_without_pandas_the_error_says_how_to_install_it(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match="python3-pandas"):
         tern.frames.stats_frame({"handled": 1})
     assert len(tern.hgrm.read(path, frame=False)) == 5
+
+
+def test_a_cancelled_ask_retires_its_name(start_manager):
+    server = start_manager(lambda m: m.manage("doubler", Doubler()))
+    client = start_manager()
+    ref = client.remote("doubler", server.advertised_endpoint)
+    fut = ref.ask_async(Question(1, delay=0.3), timeout=None)
+    assert fut.cancel()
+    assert ref.ask(Question(2), timeout=WAIT).n == 2  # a fresh name, not the cancelled one
+    wait_until(lambda: client.stats()["dropped"].get("late_reply") == 1, what="late_reply")
+    seen = []
+    done = threading.Event()
+    fut = ref.ask_async(Question(3))
+    fut.add_done_callback(lambda f: (seen.append(f.result().doubled), done.set()))
+    assert done.wait(WAIT) and seen == [6]
