@@ -237,8 +237,9 @@ class Manager:
             was_running = self._state == "running"
             self._state = "ended"
         self._terminated.set()
+        lifecycle.ended(self)
         inbox = self.__dict__.get("_inbox")
-        if inbox is not None:
+        if inbox is not None:  # fail the asks still waiting (tern.ask)
             inbox.close()
         self._timers.stop()
         if was_running:
@@ -253,7 +254,6 @@ class Manager:
         for cell in cells:
             cell.closed = True
         self._transport.stop()
-        lifecycle.ended(self)
 
     def __enter__(self) -> "Manager":
         return self
