@@ -6,12 +6,12 @@ See docs/python.md.
 """
 
 from . import frames, hgrm
-from .actor import Actor, ActorRef, LocalActorRef, RemoteActorRef
+from .actor import Actor, ActorRef, LocalActorRef, RemoteActorRef, SendError
 from .ask import AskFuture, AskRejected
 from .manager import Manager
-from .messages import (PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
+from .messages import (FieldLimitError, PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
                        register_message, registered)
-from .transport import TransportConfig
+from .transport import EndReport, TransportConfig
 from .wire import connect_address
 
 __all__ = [
@@ -23,6 +23,9 @@ __all__ = [
     "AskRejected",
     "Manager",
     "TransportConfig",
+    "EndReport",
+    "SendError",
+    "FieldLimitError",
     "register_message",
     "registered",
     "message_type_name",

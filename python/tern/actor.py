@@ -9,15 +9,40 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import wire
-from .messages import (Reject, Shutdown, Start, class_type_name, handler_names,
-                       message_type_name, payload_of)
+from .messages import (Reject, Shutdown, Start, class_type_name, encode_message,
+                       handler_names, message_type_name)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import Manager
 
-__all__ = ["Actor", "ActorRef", "LocalActorRef", "RemoteActorRef"]
+__all__ = ["Actor", "ActorRef", "LocalActorRef", "RemoteActorRef", "SendError"]
 
 log = logging.getLogger("tern")
+
+
+class SendError(RuntimeError):
+    """Raised instead of returning False when a send was asked to raise on a drop
+    (``send(..., raise_on_drop=True)`` or ``Manager(raise_on_drop=True)``).
+
+    ``cause`` is the drop counter key (``peer_backlog_full``, ``too_many_peers``,
+    ``transport_stopped``, ``actor_stopped``, ``reply_without_sender``), ``receiver`` the
+    actor name and ``endpoint`` its endpoint (None for a local actor).
+    """
+
+    def __init__(self, message_type: str, receiver: str, endpoint: Optional[str],
+                 cause: str, detail: str = "") -> None:
+        where = f"{receiver!r} at {endpoint}" if endpoint else repr(receiver)
+        super().__init__(f"{message_type} to {where} not sent: {cause}"
+                         + (f" ({detail})" if detail else ""))
+        self.message_type = message_type
+        self.receiver = receiver
+        self.endpoint = endpoint
+        self.cause = cause
+
+
+def _check_timeout(timeout: Optional[float]) -> None:
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
+        raise ValueError(f"send timeout must be None or seconds >= 0, got {timeout!r}")
 
 # Markers riding in the sender slot of a mailbox item; handlers see sender=None.
 _FROM_TIMER = object()   # a Timeout from the timer service (checked against cancellation)
@@ -42,13 +67,27 @@ class ActorRef:
     def is_local(self) -> bool:
         return self.endpoint is None
 
-    def send(self, msg: Any, sender: Optional["ActorRef"] = None) -> bool:
+    def send(self, msg: Any, sender: Optional["ActorRef"] = None, *,
+             timeout: Optional[float] = None, raise_on_drop: Optional[bool] = None) -> bool:
         """Send ``msg``; ``sender`` (usually ``self.self_ref``) is where replies go.
 
-        Any thread. Never blocks. Returns False if the message was dropped (and counted),
-        e.g. because the receiver stopped.
+        Any thread. True means accepted: queued to the local actor, or (remote) handed to
+        the transport, which hands it to ZeroMQ or, if it cannot, records it as not sent
+        in ``Manager.stats()["unsent"]`` and ``Manager.end()``'s EndReport. False means
+        not accepted (counted as a drop by cause); with ``raise_on_drop`` (default: the
+        Manager's setting) a SendError is raised instead. Remote sends wait for room in
+        the peer's backlog for at most ``timeout`` seconds (None or 0: never wait;
+        ``math.inf``: until room or end()); local sends never wait.
         """
         raise NotImplementedError
+
+    def _refused(self, msg: Any, cause: str, raise_on_drop: Optional[bool],
+                 detail: str = "") -> bool:
+        if raise_on_drop is None:
+            raise_on_drop = self._manager.raise_on_drop
+        if raise_on_drop:
+            raise SendError(message_type_name(msg), self.name, self.endpoint, cause, detail)
+        return False
 
     def reply_address(self) -> tuple[Optional[str], Optional[str]]:
         """(sender_actor, sender_endpoint) a remote peer must use to answer this actor."""
@@ -97,13 +136,16 @@ class LocalActorRef(ActorRef):
         super().__init__(cell.name, None, manager)
         self._cell = cell
 
-    def send(self, msg: Any, sender: Optional[ActorRef] = None) -> bool:
+    def send(self, msg: Any, sender: Optional[ActorRef] = None, *,
+             timeout: Optional[float] = None, raise_on_drop: Optional[bool] = None) -> bool:
         # Local messages are passed by reference, not copied: do not mutate after send.
+        # The mailbox is unbounded, so timeout never applies (it is only checked).
+        _check_timeout(timeout)
         if self._cell.put(msg, sender):
             self._manager._stats.inc("local_messages")
             return True
         self._manager._stats.drop("actor_stopped")
-        return False
+        return self._refused(msg, "actor_stopped", raise_on_drop)
 
     def reply_address(self) -> tuple[Optional[str], Optional[str]]:
         return self.name, self._manager.advertised_endpoint
@@ -123,15 +165,31 @@ class RemoteActorRef(ActorRef):
 
     __slots__ = ()
 
-    def send(self, msg: Any, sender: Optional[ActorRef] = None) -> bool:
-        # Encoded on the calling thread, so a bad message raises here, at the caller.
+    def send(self, msg: Any, sender: Optional[ActorRef] = None, *,
+             timeout: Optional[float] = None, raise_on_drop: Optional[bool] = None) -> bool:
+        # Encoded on the calling thread, so a bad message raises here, at the caller:
+        # TypeError (unregistered, or a value JSON cannot carry), FieldLimitError (a
+        # declared field limit), ValueError (NaN, infinity).
+        _check_timeout(timeout)
         cls = type(msg)
         if "__tern_type__" not in cls.__dict__:
             raise TypeError(f"{cls.__name__} is not registered: decorate it with "
                             f"@register_message to send it to a remote actor")
         sa, se = sender.reply_address() if sender is not None else (None, None)
-        data = wire.encode(sa, se, self.name, message_type_name(msg), payload_of(msg))
-        return self._manager._transport.post(self.endpoint, data)
+        data = encode_message(sa, se, self.name, msg)
+        transport = self._manager._transport
+        cause = transport.post(self.endpoint, data, timeout)
+        if cause is None:
+            return True
+        cfg = transport._cfg
+        detail = {"peer_backlog_full": f"max_backlog={cfg.max_backlog} messages already "
+                                       f"held for that peer",
+                  "too_many_peers": f"max_peers={cfg.max_peers} peers already have "
+                                    f"messages held",
+                  "transport_stopped": "the Manager has ended"}.get(cause, "")
+        if timeout:
+            detail += f"; waited {timeout:g}s"
+        return self._refused(msg, cause, raise_on_drop, detail)
 
     def reply_address(self) -> tuple[Optional[str], Optional[str]]:
         return self.name, self.endpoint
@@ -170,11 +228,13 @@ class Actor:
         """The sender of the message being handled (None if unknown or outside a handler)."""
         return self._tern_sender
 
-    def reply(self, msg: Any) -> bool:
-        """Send ``msg`` to the sender of the message being handled, from ``self_ref``.
+    def reply(self, msg: Any, *, timeout: Optional[float] = None,
+              raise_on_drop: Optional[bool] = None) -> bool:
+        """Send ``msg`` to the sender of the message being handled, from ``self_ref``,
+        with ``ActorRef.send``'s result, ``timeout`` and ``raise_on_drop``.
 
-        Call from a handler. Returns False (logged and counted as a drop) when the current
-        message has no known sender.
+        Call from a handler. When the current message has no known sender: logged,
+        counted as a drop (``reply_without_sender``), and False (or SendError).
         """
         sender = self._tern_sender
         if sender is None:
@@ -182,8 +242,13 @@ class Actor:
                         self._tern_name(), type(msg).__name__)
             if self.manager is not None:
                 self.manager._stats.drop("reply_without_sender")
+                if raise_on_drop is None:
+                    raise_on_drop = self.manager.raise_on_drop
+            if raise_on_drop:
+                raise SendError(message_type_name(msg), "(unknown sender)", None,
+                                "reply_without_sender")
             return False
-        return sender.send(msg, self.self_ref)
+        return sender.send(msg, self.self_ref, timeout=timeout, raise_on_drop=raise_on_drop)
 
     def start_timer(self, seconds: float, periodic: bool = False) -> int:
         """Deliver ``Timeout(id)`` to this actor after ``seconds`` (and every ``seconds``

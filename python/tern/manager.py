@@ -16,7 +16,7 @@ from .ask import inbox_of, is_reply_name
 from .actor import _FINAL, _FROM_TIMER, Actor, ActorRef, LocalActorRef, RemoteActorRef, _Cell
 from .messages import Reject, Shutdown, Start, Timeout, _spec_for, PayloadError
 from .stats import Stats
-from .transport import Transport, TransportConfig
+from .transport import EndReport, Transport, TransportConfig
 
 __all__ = ["Manager"]
 
@@ -105,10 +105,13 @@ class Manager:
     peers send to; None means this process only sends (its actors cannot be answered).
 
     Lifecycle: ``manage()`` actors, ``init()`` (starts threads, delivers Start), ``run()``
-    (blocks until ``terminate()``), ``end()`` (delivers Shutdown, drains, joins, closes).
+    (blocks until ``terminate()``), ``end()`` (delivers Shutdown, drains, joins, closes;
+    returns an EndReport of what could not be sent).
     ``advertise`` overrides the endpoint put in ``sender_endpoint`` (default: the bind
-    endpoint with ``*``/``0.0.0.0`` replaced by ``localhost``). Keyword arguments of
-    TransportConfig (linger_ms, max_peers, max_backlog, max_message_bytes) are accepted.
+    endpoint with ``*``/``0.0.0.0`` replaced by ``localhost``). ``raise_on_drop`` is the
+    default of every send's ``raise_on_drop`` (False: a refused send returns False; True:
+    it raises SendError). Keyword arguments of TransportConfig (linger_ms, max_peers,
+    max_backlog, max_message_bytes, sndhwm) are accepted.
 
     ``replace``: when ``init()`` finds another running Manager of this process bound to
     the same endpoint (a notebook cell run twice), True ends that one first (logged);
@@ -116,7 +119,7 @@ class Manager:
     """
 
     def __init__(self, endpoint: Optional[str] = None, *, advertise: Optional[str] = None,
-                 join_timeout: float = 10.0, replace: bool = True,
+                 join_timeout: float = 10.0, raise_on_drop: bool = False, replace: bool = True,
                  **transport_options: Any) -> None:
         if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
             raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://*:5001'")
@@ -128,6 +131,8 @@ class Manager:
         self.replace = replace
         caller = sys._getframe(1)
         self._origin = f"{caller.f_code.co_filename}:{caller.f_lineno}"  # for error messages
+        self.raise_on_drop = bool(raise_on_drop)
+        self._report: Optional[EndReport] = None
         self._stats = Stats()
         self._cells: dict[str, _Cell] = {}
         self._lock = threading.Lock()
@@ -223,19 +228,26 @@ class Manager:
     def terminated(self) -> bool:
         return self._terminated.is_set()
 
-    def end(self) -> None:
+    def end(self) -> EndReport:
         """Stop timers, deliver Shutdown to every actor behind its queued messages, join
-        the actor threads, then flush and close the transport. Idempotent. Must not be
-        called from an actor's own thread."""
+        the actor threads, then flush and close the transport: messages still held for
+        slow peers are handed to ZeroMQ for at most ``linger_ms``; what is still held then
+        is not sent (logged per peer, counted ``unsent_at_end``); ZeroMQ then gets at most
+        ``linger_ms`` more to write out what it accepted. Returns the EndReport: every
+        message a remote ``send()`` accepted but that never reached ZeroMQ, by peer and
+        cause, and whether ZeroMQ wrote out all it held. Idempotent (later calls return the
+        same report, after the first has finished). Must not be called from an actor's own
+        thread."""
         with self._lock:
-            if self._state == "ended":
-                return
+            ended_already = self._state == "ended"
             cells = list(self._cells.values())
             me = threading.current_thread()
             if any(c.thread is me for c in cells):
                 raise RuntimeError("end() called from an actor thread; call terminate() instead")
             was_running = self._state == "running"
             self._state = "ended"
+        if ended_already:  # the first end() may still be running: stop() waits for it
+            return self._transport.stop()
         self._terminated.set()
         lifecycle.ended(self)
         inbox = self.__dict__.get("_inbox")
@@ -253,7 +265,7 @@ class Manager:
                               cell.name, self.join_timeout)
         for cell in cells:
             cell.closed = True
-        self._transport.stop()
+        return self._transport.stop()
 
     def __enter__(self) -> "Manager":
         return self
@@ -277,8 +289,12 @@ class Manager:
         return RemoteActorRef(name, endpoint, self)
 
     def stats(self) -> dict:
-        """A snapshot of the counters: messages in/out, rejects, errors, drops by cause."""
-        return self._stats.snapshot()
+        """A snapshot of the counters: messages in/out, rejects, errors, drops by cause,
+        ``unsent`` ({peer: {cause: n}} accepted but never handed to ZeroMQ) and ``held``
+        (accepted remote messages not yet handed to ZeroMQ)."""
+        out = self._stats.snapshot()
+        out["held"] = self._transport.held()
+        return out
 
     @property
     def actors(self) -> list[str]:

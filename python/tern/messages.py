@@ -12,13 +12,18 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
+import numbers
 import re
 import threading
 import typing
 from typing import Any, Optional
 
+from . import wire
+
 __all__ = [
     "register_message",
+    "FieldLimitError",
     "registered",
     "message_type_name",
     "PayloadError",
@@ -58,14 +63,177 @@ class PayloadError(ValueError):
     """A payload that does not fit the registered class; ``str(e)`` is the Reject reason."""
 
 
+class FieldLimitError(ValueError):
+    """A field value outside the C++-compatible limit its type declared (raised at send).
+
+    ``str(e)`` names the type, the field, the value and the limit; ``message_type``,
+    ``field``, ``value`` and ``limit`` (the declared type text, e.g. ``"int32"``) hold them.
+    """
+
+    def __init__(self, reason: str, message_type: str, field: str, value: Any,
+                 limit: str) -> None:
+        super().__init__(reason)
+        self.message_type = message_type
+        self.field = field
+        self.value = value
+        self.limit = limit
+
+
+# --- C++-compatible field limits (register_message(fields=...)) ----------------------
+
+_INT_RANGES = {
+    "int8": (-(1 << 7), (1 << 7) - 1),
+    "int16": (-(1 << 15), (1 << 15) - 1),
+    "int32": (-(1 << 31), (1 << 31) - 1),
+    "int64": (-(1 << 63), (1 << 63) - 1),
+    "uint8": (0, (1 << 8) - 1),
+    "uint16": (0, (1 << 16) - 1),
+    "uint32": (0, (1 << 32) - 1),
+    "uint64": (0, (1 << 64) - 1),
+}
+# The C++ names ("float", "double") and the numpy-style ones mean the same kinds.
+_FLOAT_KINDS = {"float": "float", "float32": "float", "double": "double", "float64": "double"}
+# float: FLT_MAX plus half its ULP (0x1.ffffffp127), the gateway's bound: a double at or
+# beyond it rounds to infinity as a float (lib/gateway/codec.cpp, kFloatRoundsToInf).
+_FLOAT32_ROUNDS_TO_INF = float.fromhex("0x1.ffffffp127")
+_LIMIT_RE = re.compile(r"^\s*([a-z0-9]+)\s*(?:\[\s*([0-9]+)\s*\])?\s*$")
+
+
+def _is_numpy(value: Any) -> bool:
+    mod = type(value).__module__
+    return mod == "numpy" or mod.startswith("numpy.")
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (_is_numpy(value) and type(value).__name__ in
+                                       ("bool_", "bool"))
+
+
+def _value_text(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if _is_bool(value):
+        return "bool"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)) or (_is_numpy(value) and hasattr(value, "shape")
+                                            and getattr(value, "shape", ()) != ()):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, numbers.Integral):
+        return "integer"
+    if isinstance(value, numbers.Real):
+        return "float"
+    return type(value).__name__
+
+
+class _Limit:
+    """One declared field type: how the C++ gateway would read the field (docs/gateway.md).
+
+    ``kind`` is ``bool``, ``string``, ``chars`` (``char[N]``: at most N UTF-8 bytes, no
+    NUL), an integer kind (``int8`` .. ``uint64``), ``float`` or ``double``; ``count`` is N
+    for ``char[N]`` and for arrays ``T[N]`` of numbers (then ``kind`` is T).
+    """
+
+    __slots__ = ("text", "kind", "count", "array")
+
+    def __init__(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise ValueError(f"field limit must be a string like 'int32' or 'char[16]', "
+                             f"got {text!r}")
+        m = _LIMIT_RE.match(text)
+        base, n = (m.group(1), m.group(2)) if m else (None, None)
+        numeric = base in _INT_RANGES or base in _FLOAT_KINDS
+        ok = m is not None and (
+            (base in ("bool", "string") and n is None)
+            or (base == "char" and n is not None and int(n) > 0)
+            or (numeric and (n is None or int(n) > 0)))
+        if not ok:
+            raise ValueError(
+                f"unknown field limit {text!r}: expected bool, int8..int64, uint8..uint64, "
+                f"float (float32), double (float64), string, char[N], or a number type "
+                f"with [N] for an array")
+        self.text = text.replace(" ", "")
+        self.array = numeric and n is not None
+        self.kind = "chars" if base == "char" else _FLOAT_KINDS.get(base, base)
+        self.count = int(n) if n is not None else 0
+
+    def check(self, type_name: str, field: str, value: Any) -> tuple[Optional[str], Any]:
+        """(reason or None, the value to keep). Reasons follow the gateway's wording."""
+        where = f"Field '{field}' for {type_name}"
+        if self.array:
+            seq = value.tolist() if _is_numpy(value) and hasattr(value, "tolist") else value
+            if not isinstance(seq, (list, tuple)):
+                return (f"{where} must be an array of {self.count} {self.kind}, got "
+                        f"{_json_kind(value)} {_value_text(value)}"), value
+            if len(seq) != self.count:
+                return (f"{where} must be an array of {self.count} {self.kind}, got "
+                        f"{len(seq)} element{'' if len(seq) == 1 else 's'}"), value
+            for i, elem in enumerate(seq):
+                reason = self._check_scalar(f"{where} element {i}", elem)
+                if reason is not None:
+                    return reason, value
+            return None, value
+        if self.kind == "bool":
+            if _is_bool(value):
+                return None, value
+            return f"{where} must be bool, got {_json_kind(value)} {_value_text(value)}", value
+        if self.kind in ("string", "chars"):
+            if not isinstance(value, str):
+                return (f"{where} must be string, got {_json_kind(value)} "
+                        f"{_value_text(value)}"), value
+            try:
+                size = len(value.encode("utf-8"))
+            except UnicodeEncodeError:
+                return f"{where} is not valid UTF-8: {_value_text(value)}", value
+            if self.kind == "chars":
+                if size > self.count:
+                    return (f"{where} is longer than {self.count} bytes: "
+                            f"{_value_text(value)} is {size} bytes in UTF-8 "
+                            f"(limit {self.text})"), value
+                if "\0" in value:
+                    return f"{where} must not contain NUL: {_value_text(value)}", value
+            return None, value
+        return self._check_scalar(where, value), value
+
+    def _check_scalar(self, where: str, value: Any) -> Optional[str]:
+        kind = self.kind
+        if _is_bool(value) or not isinstance(value, numbers.Real):
+            return f"{where} must be {kind}, got {_json_kind(value)} {_value_text(value)}"
+        if kind in ("float", "double"):
+            x = float(value)
+            if not math.isfinite(x):
+                return (f"{where} is {_value_text(value)}: JSON cannot carry NaN or "
+                        f"infinity ({kind})")
+            if kind == "float" and not -_FLOAT32_ROUNDS_TO_INF < x < _FLOAT32_ROUNDS_TO_INF:
+                return (f"{where} is out of range for float: {_value_text(value)} "
+                        f"(float holds about +-3.4028235e38)")
+            return None
+        if not isinstance(value, numbers.Integral):
+            return f"{where} must be {kind}, got float {_value_text(value)}"
+        lo, hi = _INT_RANGES[kind]
+        x = int(value)
+        if not lo <= x <= hi:
+            return f"{where} is out of range for {kind}: {x} ({kind} holds {lo}..{hi})"
+        return None
+
+
 class _MessageSpec:
     """What the codec needs to know about one registered class (built once per class)."""
 
-    __slots__ = ("cls", "name", "fields", "required", "var_kw", "_hints", "_hints_done")
+    __slots__ = ("cls", "name", "fields", "required", "var_kw", "limits", "_hints",
+                 "_hints_done")
 
     def __init__(self, cls: type, name: str) -> None:
         self.cls = cls
         self.name = name
+        self.limits: dict[str, _Limit] = {}
         self._hints: dict[str, type] = {}
         self._hints_done = False
         if dataclasses.is_dataclass(cls):
@@ -102,6 +270,18 @@ class _MessageSpec:
             self._hints_done = True
         return self._hints
 
+    def check_limits(self, payload: dict) -> None:
+        """Raise FieldLimitError for the first field outside its declared limit, or for a
+        declared field missing from the payload."""
+        for key, limit in self.limits.items():
+            if key not in payload:
+                raise FieldLimitError(f"Missing field '{key}' for {self.name} "
+                                      f"(declared {limit.text})", self.name, key, None,
+                                      limit.text)
+            reason, _ = limit.check(self.name, key, payload[key])
+            if reason is not None:
+                raise FieldLimitError(reason, self.name, key, payload[key], limit.text)
+
     def build(self, payload: dict) -> Any:
         """Check ``payload`` and construct the message; raises PayloadError."""
         fields = self.fields
@@ -112,6 +292,14 @@ class _MessageSpec:
         for key in fields:
             if key in self.required and key not in payload:
                 raise PayloadError(f"Missing field '{key}' for {self.name}")
+        for key, limit in self.limits.items():
+            if key in payload:
+                reason, _ = limit.check(self.name, key, payload[key])
+                if reason is not None:
+                    raise PayloadError(reason)
+                if limit.kind in ("float", "double") and not limit.array \
+                        and type(payload[key]) is int:
+                    payload[key] = float(payload[key])  # JSON does not distinguish 1 from 1.0
         hints = self.hints()
         if hints:
             for key, want in hints.items():
@@ -134,12 +322,21 @@ class _MessageSpec:
             raise PayloadError(f"Invalid payload for {self.name}: {exc}") from None
 
 
-def register_message(cls: Optional[type] = None, *, name: Optional[str] = None) -> Any:
+def register_message(cls: Optional[type] = None, *, name: Optional[str] = None,
+                     fields: Optional[dict] = None) -> Any:
     """Class decorator: make ``cls`` sendable to and receivable from remote peers.
 
     The wire type name is the class name (or ``name=``). Works on plain classes whose
     ``__init__`` takes the fields as keyword arguments and on dataclasses. Registering a
     different class under a name already taken replaces the old one (with a warning).
+
+    ``fields`` declares C++-compatible limits, {field: type text}: ``bool``, ``int8`` ..
+    ``int64``, ``uint8`` .. ``uint64``, ``float`` (or ``float32``), ``double`` (or
+    ``float64``), ``string``, ``char[N]`` (at most N UTF-8 bytes, no NUL), ``T[N]`` (an
+    array of exactly N numbers of type T). A remote send checks them and raises
+    FieldLimitError naming the type, field, value and limit; an inbound payload that
+    breaks them is refused (a Reject with the same reason). Fields not named are not
+    checked. An unknown type text or a name that is not a field raises ValueError here.
     """
 
     def deco(c: type) -> type:
@@ -149,6 +346,14 @@ def register_message(cls: Optional[type] = None, *, name: Optional[str] = None) 
         if not isinstance(wire, str) or not wire:
             raise ValueError(f"invalid message type name {wire!r}")
         spec = _MessageSpec(c, wire)
+        if fields is not None:
+            if not isinstance(fields, dict):
+                raise TypeError(f"register_message(fields=...) takes a dict, got {fields!r}")
+            for key, text in fields.items():
+                if key not in spec.fields and not spec.var_kw:
+                    raise ValueError(f"{wire}: field limit for {key!r}, which is not a field "
+                                     f"of {c.__name__} (fields: {', '.join(spec.fields)})")
+                spec.limits[key] = _Limit(text)
         with _registry_lock:
             old = _registry.get(wire)
             if old is not None and old.cls is not c:
@@ -196,6 +401,31 @@ def payload_of(msg: Any) -> dict:
         return dict(vars(msg))
     except TypeError:
         raise TypeError(f"{type(msg).__name__} has no attributes to send (no __dict__)") from None
+
+
+def encode_message(sender_actor: Optional[str], sender_endpoint: Optional[str],
+                   receiver: str, msg: Any) -> bytes:
+    """One envelope for ``msg`` as bytes, its declared field limits checked first.
+
+    Raises FieldLimitError (a declared limit), TypeError (a value JSON cannot carry) or
+    ValueError (NaN, infinity), each naming the type and the field.
+    """
+
+    type_name = message_type_name(msg)
+    payload = payload_of(msg)
+    spec = _registry.get(type_name)
+    if spec is not None and spec.limits and spec.cls is type(msg):
+        spec.check_limits(payload)
+    try:
+        return wire.encode(sender_actor, sender_endpoint, receiver, type_name, payload)
+    except (TypeError, ValueError) as exc:
+        for key, value in payload.items():
+            try:
+                wire.encode(None, None, "", "", {key: value})
+            except (TypeError, ValueError) as field_exc:
+                raise type(exc)(f"cannot send {type_name}: field '{key}' = "
+                                f"{_value_text(value)}: {field_exc}") from None
+        raise
 
 
 _snake_re = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

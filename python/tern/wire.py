@@ -14,7 +14,24 @@ __all__ = ["ENVELOPE_KEYS", "Envelope", "FrameError", "encode", "decode_frame", 
 ENVELOPE_KEYS = ("sender_actor", "sender_endpoint", "receiver", "message_type", "message")
 _KEYSET = frozenset(ENVELOPE_KEYS)
 
-_encoder = json.JSONEncoder(allow_nan=False)  # NaN/Infinity are not JSON; peers would choke
+def _encode_default(obj: Any) -> Any:
+    """JSON for values the json module does not know: numpy scalars (``np.int64``,
+    ``np.float32``, ``np.bool_``, ...) become the Python int/float/bool of the same value,
+    numpy arrays nested lists of them. numpy is never imported: an object is recognised
+    by its type's module."""
+    mod = type(obj).__module__
+    if mod == "numpy" or mod.startswith("numpy."):
+        tolist = getattr(obj, "tolist", None)
+        if tolist is not None:
+            value = tolist()
+            if value is not obj:
+                return value
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# NaN/Infinity are not JSON; peers would choke. Values from numpy pass through
+# _encode_default first, so a numpy NaN is refused the same.
+_encoder = json.JSONEncoder(allow_nan=False, default=_encode_default)
 
 
 class Envelope:
