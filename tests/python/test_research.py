@@ -375,3 +375,26 @@ def test_a_cancelled_ask_retires_its_name(start_manager):
     fut = ref.ask_async(Question(3))
     fut.add_done_callback(lambda f: (seen.append(f.result().doubled), done.set()))
     assert done.wait(WAIT) and seen == [6]
+
+
+def test_an_ask_whose_request_is_refused_fails_at_once(start_manager):
+    # Nothing listens at the peer and it may hold at most one message each in ZeroMQ and
+    # in our backlog: among 50 asks, send() refuses some, and those asks fail at once.
+    client = start_manager(max_backlog=1, sndhwm=1)
+    ref = client.remote("x", f"tcp://127.0.0.1:{free_port()}")
+    futures = [ref.ask_async(Question(n), timeout=WAIT) for n in range(50)]
+    refused = [f for f in futures if f.done()]
+    assert refused, "no request was refused"
+    for f in refused:
+        with pytest.raises(RuntimeError, match="the request was not sent"):
+            f.result(0)
+    for f in futures:
+        f.cancel()
+    strict = start_manager(max_backlog=1, sndhwm=1, raise_on_drop=True)
+    ref = strict.remote("x", f"tcp://127.0.0.1:{free_port()}")
+    futures = []
+    with pytest.raises(tern.SendError, match="peer_backlog_full"):
+        for n in range(50):
+            futures.append(ref.ask_async(Question(n), timeout=WAIT))
+    for f in futures:
+        f.cancel()
