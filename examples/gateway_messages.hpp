@@ -38,6 +38,28 @@ struct Signal {
   std::int64_t seq = 0;
   TERN_WIRE(Signal, symbol, side, strength, seq)
 };
+// market_data_gateway --serve (python/examples/research_notebook.py): a subscriber asks for
+// a stream of Quotes, and for the latest prices of one symbol.
+struct Subscribe {
+  static constexpr tern::MessageId message_id = 1005;
+  std::int64_t quotes = 0;  // how many Quotes to stream to the sender
+  std::int64_t window = 0;  // at most this many unanswered (by a Signal) at a time
+  TERN_WIRE(Subscribe, quotes, window)
+};
+struct SnapshotRequest {
+  static constexpr tern::MessageId message_id = 1006;
+  char symbol[16] = {};
+  TERN_WIRE(SnapshotRequest, symbol)
+};
+struct Snapshot {
+  static constexpr tern::MessageId message_id = 1007;
+  char symbol[16] = {};
+  double bid = 0;           // the latest quote's prices (0 when seq is -1)
+  double ask = 0;
+  std::int64_t seq = -1;    // the latest Quote's seq for this symbol; -1: none (or unknown symbol)
+  std::int64_t sent = 0;    // Quotes sent in the current subscription, all symbols
+  TERN_WIRE(Snapshot, symbol, bid, ask, seq, sent)
+};
 
 /// --key value command lines: `Args a(argc, argv, usage); a.str("--peer", "tcp://...")`.
 /// Unknown options and missing values print the usage and exit 2.

@@ -5,11 +5,20 @@
 //   market_data_gateway --peer tcp://localhost:5003 [--peer-name research] [--quotes 10000]
 //                       [--window 500] [--endpoint tcp://127.0.0.1:*] [--name market]
 //                       [--timeout 30]
+//   market_data_gateway --serve [--endpoint tcp://127.0.0.1:*] [--name market] [--timeout 30]
 //
 // Prints a summary: quotes sent, signals back (buy / sell / flat), rejects, elapsed time,
 // quotes per second, and the gateway's counters. Exit status: 0 every quote answered in
 // order; 1 set-up error; 2 --timeout or bad arguments; 3 a Signal out of order or for the
 // wrong symbol; 4 the peer rejected quotes.
+//
+// --serve (python/examples/research_notebook.py): stream nothing at start; print
+// "market: listening on ENDPOINT" and answer requests until SIGINT/SIGTERM or --timeout
+// (then exit 0). Subscribe{quotes, window} streams that many Quotes to its sender (Signals
+// pace the window, as above; a new Subscribe restarts the stream for its sender);
+// SnapshotRequest{symbol} is answered with Snapshot{symbol, bid, ask, seq, sent}: the
+// latest Quote of that symbol (seq -1 and zero prices if none was sent, or the symbol is
+// not one of AAPL, MSFT, ES, EURUSD).
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -31,22 +40,28 @@ const char* kUsage =
     "usage: market_data_gateway --peer tcp://localhost:5003 [--peer-name research]\n"
     "                           [--quotes 10000] [--window 500] [--endpoint tcp://127.0.0.1:*]\n"
     "                           [--name market] [--timeout SECONDS]\n"
-    "  Streams Quotes to a remote research actor and counts the Signals it answers with.\n";
+    "       market_data_gateway --serve [--endpoint tcp://127.0.0.1:*] [--name market]\n"
+    "                           [--timeout SECONDS]\n"
+    "  Streams Quotes to a remote research actor and counts the Signals it answers with.\n"
+    "  --serve: waits for Subscribe{quotes, window} and SnapshotRequest{symbol} instead.\n";
 
 using Clock = std::chrono::steady_clock;
 constexpr const char* kSymbols[4] = {"AAPL", "MSFT", "ES", "EURUSD"};
 
 class MarketData : public tern::Actor {
  public:
-  MarketData(tern::ActorRef research, std::uint64_t quotes, std::uint64_t window)
-      : research_(research), quotes_(quotes), window_(window ? window : 1) {
+  MarketData(tern::ActorRef research, std::uint64_t quotes, std::uint64_t window, bool serve)
+      : research_(research), quotes_(quotes), window_(window ? window : 1), serve_(serve) {
     handle<&MarketData::on_start>();
     handle<&MarketData::on_signal>();
     handle<&MarketData::on_reject>();
+    handle<&MarketData::on_subscribe>();
+    handle<&MarketData::on_snapshot_request>();
   }
 
   // Read by main() after Manager::end().
   std::uint64_t sent = 0, signals = 0, buys = 0, sells = 0, flats = 0, rejects = 0;
+  std::uint64_t subscriptions = 0, snapshots = 0;
   double strength_sum = 0;
   int exit_code = -1;
   std::string error;
@@ -54,7 +69,8 @@ class MarketData : public tern::Actor {
 
   void wait_done(std::chrono::duration<double> timeout) {
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return finished_ || released_; });
+    // --serve: a finished stream does not end the run; only a signal, --timeout or release.
+    cv_.wait_for(lock, timeout, [&] { return (finished_ && !serve_) || released_; });
   }
   void release() {
     std::lock_guard lock(mu_);
@@ -69,6 +85,7 @@ class MarketData : public tern::Actor {
  private:
   void on_start(const tern::Start&) {
     t_start = Clock::now();
+    if (serve_) return;  // wait for a Subscribe
     if (quotes_ == 0) return finish(0);
     while (sent < quotes_ && sent < window_) send_quote();
   }
@@ -90,6 +107,33 @@ class MarketData : public tern::Actor {
       error = "rejected by '" + std::string(r.rejected_by()) + "': " + std::string(r.reason());
     next();  // a rejected quote is answered too: keep the stream going
   }
+  void on_subscribe(const example::Subscribe& s) {
+    if (s.quotes < 0 || s.window < 0) return;  // nothing sensible to stream
+    research_ = sender();
+    quotes_ = static_cast<std::uint64_t>(s.quotes);
+    window_ = s.window > 0 ? static_cast<std::uint64_t>(s.window) : 1;
+    sent = signals = buys = sells = flats = rejects = 0;
+    strength_sum = 0;
+    exit_code = -1;
+    error.clear();
+    ++subscriptions;
+    t_start = Clock::now();
+    if (quotes_ == 0) return finish(0);
+    while (sent < quotes_ && sent < window_) send_quote();
+  }
+  void on_snapshot_request(const example::SnapshotRequest& r) {
+    example::Snapshot snap;
+    std::memcpy(snap.symbol, r.symbol, sizeof snap.symbol);
+    for (int i = 0; i < 4; ++i) {
+      if (std::strncmp(r.symbol, kSymbols[i], sizeof r.symbol) != 0 || last_seq_[i] < 0) continue;
+      snap.bid = mids_[i] - 0.005;
+      snap.ask = mids_[i] + 0.005;
+      snap.seq = last_seq_[i];
+    }
+    snap.sent = static_cast<std::int64_t>(sent);
+    ++snapshots;
+    (void)reply(snap);
+  }
   void next() {
     if (signals + rejects == quotes_) return finish(rejects ? 4 : 0);
     if (sent < quotes_) send_quote();
@@ -107,6 +151,7 @@ class MarketData : public tern::Actor {
     q.bid = mid - 0.005;
     q.ask = mid + 0.005;
     q.seq = static_cast<std::int64_t>(i);
+    last_seq_[i % 4] = q.seq;
     (void)research_.send(q);
     ++sent;
   }
@@ -121,6 +166,8 @@ class MarketData : public tern::Actor {
 
   tern::ActorRef research_;
   std::uint64_t quotes_, window_;
+  bool serve_;
+  std::int64_t last_seq_[4] = {-1, -1, -1, -1};
   std::uint64_t state_ = 0x9E3779B97F4A7C15ull;
   double mids_[4] = {187.25, 411.10, 5230.50, 1.0850};
   std::mutex mu_;
@@ -141,10 +188,12 @@ int main(int argc, char** argv) {
   tern::GatewayConfig cfg;
   cfg.bind = args.str("--endpoint", "tcp://127.0.0.1:*");
   const double timeout_s = std::stod(args.str("--timeout", "30"));
+  const bool serve = args.flag("--serve");
   args.done();
 
   tern::wire::Registry reg;
   reg.add<example::Quote>().add<example::Signal>();
+  reg.add<example::Subscribe>().add<example::SnapshotRequest>().add<example::Snapshot>();
   tern::Manager mgr;
   tern::Gateway* gw = nullptr;
   MarketData* md = nullptr;
@@ -153,13 +202,18 @@ int main(int argc, char** argv) {
     gw = g.get();
     const tern::ActorRef research = g->remote(peer_name, peer);
     mgr.manage("gateway", std::move(g));
-    auto m = std::make_unique<MarketData>(research, quotes, window);
+    auto m = std::make_unique<MarketData>(research, quotes, window, serve);
     md = m.get();
     mgr.manage(name, std::move(m));
     mgr.init();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "market: %s\n", e.what());
     return 1;
+  }
+  if (serve) {
+    std::printf("market: listening on %s as '%s'\n", std::string(gw->endpoint()).c_str(),
+                name.c_str());
+    std::fflush(stdout);
   }
   std::thread watchdog([&] {
     md->wait_done(std::chrono::duration<double>(timeout_s));
@@ -172,6 +226,16 @@ int main(int argc, char** argv) {
   mgr.end();
 
   const tern::GatewayStats s = gw->stats();
+  if (serve) {
+    std::printf("market: served %llu subscriptions and %llu snapshots; the last stream: %llu "
+                "quotes, %llu signals back, %llu rejects\n",
+                static_cast<unsigned long long>(md->subscriptions),
+                static_cast<unsigned long long>(md->snapshots),
+                static_cast<unsigned long long>(md->sent),
+                static_cast<unsigned long long>(md->signals),
+                static_cast<unsigned long long>(md->rejects));
+    return 0;
+  }
   const double ms =
       std::chrono::duration<double, std::milli>((done ? md->t_end : Clock::now()) - md->t_start)
           .count();

@@ -5,7 +5,9 @@
 See docs/python.md.
 """
 
+from . import frames, hgrm
 from .actor import Actor, ActorRef, LocalActorRef, RemoteActorRef, SendError
+from .ask import AskFuture, AskRejected
 from .manager import Manager
 from .messages import (FieldLimitError, PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
                        register_message, registered)
@@ -18,6 +20,8 @@ __all__ = [
     "ActorRef",
     "LocalActorRef",
     "RemoteActorRef",
+    "AskFuture",
+    "AskRejected",
     "Manager",
     "TransportConfig",
     "EndReport",

@@ -93,6 +93,39 @@ class ActorRef:
         """(sender_actor, sender_endpoint) a remote peer must use to answer this actor."""
         raise NotImplementedError
 
+    def ask(self, msg: Any, timeout: Optional[float] = 10.0) -> Any:
+        """Send ``msg`` and block until the actor's reply, which is returned. For a
+        notebook cell or a script: no actor of your own needed (see tern.ask).
+
+        Any thread but the asked actor's own (that would wait on itself). Raises
+        TimeoutError naming the actor and the message type after ``timeout`` seconds
+        (None: wait until the reply or ``end()``), ``tern.AskRejected`` if the request
+        was answered with a Reject, RuntimeError if the Manager is not running (or ends
+        meanwhile), or for a remote actor when this Manager has no endpoint to be answered
+        at. The reply type must be registered (``@register_message``) to come back from a
+        remote actor.
+        """
+        cell = getattr(self, "_cell", None)
+        if cell is not None and cell.thread is threading.current_thread():
+            raise RuntimeError(f"ask() to {self.name!r} from its own handler would wait "
+                               f"for itself; send() and handle the reply instead")
+        fut = self.ask_async(msg, timeout)
+        try:
+            return fut.result()
+        except BaseException:  # e.g. KeyboardInterrupt in a notebook: retire the ask now
+            fut.cancel()
+            raise
+
+    def ask_async(self, msg: Any, timeout: Optional[float] = 10.0) -> Any:
+        """Like ``ask()`` without blocking: returns a ``tern.AskFuture``, a
+        ``concurrent.futures.Future`` (``.result()``, ``.add_done_callback()``) that is
+        also awaitable (``reply = await ref.ask_async(msg)`` in asyncio or Jupyter). It
+        fails with the exceptions ``ask()`` raises; a callback runs on the thread that
+        delivered the reply (the transport thread or the answering actor's).
+        """
+        from .ask import inbox_of  # here: tern.ask imports this module
+        return inbox_of(self._manager).ask(self, msg, timeout)
+
 
 class LocalActorRef(ActorRef):
     """Reference to an actor managed by a Manager in this process: a direct queue put."""
@@ -338,13 +371,13 @@ class _Cell:
                 stats.inc("unhandled")
                 actor.on_unhandled(msg, sender)
                 return
-            stats.inc("handled")
             if nargs == 2:
                 fn(msg, sender)
             elif nargs == 1:
                 fn(msg)
             else:
                 fn()
+            stats.inc("handled")  # only when it returned: an exception counts apart
         except BaseException:  # noqa: BLE001 - a handler must never kill the actor thread
             stats.inc("handler_errors")
             log.exception("%s: handler for %s raised", self.name, type(msg).__name__)

@@ -6,11 +6,13 @@ import heapq
 import itertools
 import logging
 import signal
+import sys
 import threading
 import time
 from typing import Any, Optional
 
-from . import wire
+from . import lifecycle, wire
+from .ask import inbox_of, is_reply_name
 from .actor import _FINAL, _FROM_TIMER, Actor, ActorRef, LocalActorRef, RemoteActorRef, _Cell
 from .messages import Reject, Shutdown, Start, Timeout, _spec_for, PayloadError
 from .stats import Stats
@@ -117,10 +119,14 @@ class Manager:
     ``manager_id`` (default: unique per process), heartbeats every ``registry_heartbeat``
     seconds, and unregisters them at ``end()``; ``lookup_remote(name)`` and
     ``remote_actors()`` ask it. Each registry request waits at most ``registry_timeout``.
+
+    ``replace``: when ``init()`` finds another running Manager of this process bound to
+    the same endpoint (a notebook cell run twice), True ends that one first (logged);
+    False raises OSError naming it. A Manager still running at interpreter exit is ended.
     """
 
     def __init__(self, endpoint: Optional[str] = None, *, advertise: Optional[str] = None,
-                 join_timeout: float = 10.0, raise_on_drop: bool = False,
+                 join_timeout: float = 10.0, raise_on_drop: bool = False, replace: bool = True,
                  registry: Optional[str] = None, manager_id: Optional[str] = None,
                  registry_timeout: float = 5.0, registry_heartbeat: float = 2.0,
                  **transport_options: Any) -> None:
@@ -131,6 +137,9 @@ class Manager:
             advertise = wire.connect_address(endpoint)
         self.advertised_endpoint: Optional[str] = advertise
         self.join_timeout = join_timeout
+        self.replace = replace
+        caller = sys._getframe(1)
+        self._origin = f"{caller.f_code.co_filename}:{caller.f_lineno}"  # for error messages
         self.raise_on_drop = bool(raise_on_drop)
         self._report: Optional[EndReport] = None
         self._stats = Stats()
@@ -154,6 +163,9 @@ class Manager:
         its mailbox. If the Manager is already running the actor's thread starts now."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"actor name must be a non-empty string, got {name!r}")
+        if is_reply_name(name):
+            raise ValueError(f"actor name {name!r} is reserved: names starting with "
+                             f"'_ask.' address replies to ask()")
         if not isinstance(actor, Actor):
             raise TypeError(f"{type(actor).__name__} is not a tern.Actor")
         if actor._tern_cell is not None:
@@ -179,11 +191,18 @@ class Manager:
 
     def init(self) -> None:
         """Bind the endpoint, start the transport, timer and actor threads (each actor
-        handles Start first). Raises OSError naming the endpoint if the bind fails."""
+        handles Start first). Raises OSError naming the endpoint if the bind fails.
+        Another running Manager of this process on the same endpoint is ended first
+        (``replace=True``) or named in the OSError (``replace=False``)."""
+        if self._state == "new":
+            lifecycle.before_bind(self, self.replace)
         with self._lock:
             if self._state != "new":
                 raise RuntimeError(f"init() called twice (state {self._state})")
-            self._transport.start()
+            try:
+                self._transport.start()
+            except OSError as exc:
+                raise lifecycle.bind_failed(self, exc) from None
             if self._registry is not None:
                 try:  # after the bind (so the endpoint we register is live), before Start
                     self._registry.register_all(list(self._cells))
@@ -193,6 +212,7 @@ class Manager:
                     self._transport.stop()
                     raise
                 self._registry.start()
+            lifecycle.started(self)
             self._timers.start()
             self._state = "running"
             for cell in self._cells.values():
@@ -258,6 +278,10 @@ class Manager:
         self._terminated.set()
         if self._registry is not None:
             self._registry.stop()  # unregister first: nobody should find a stopping actor
+        lifecycle.ended(self)
+        inbox = self.__dict__.get("_inbox")
+        if inbox is not None:  # fail the asks still waiting (tern.ask)
+            inbox.close()
         self._timers.stop()
         if was_running:
             for cell in cells:
@@ -331,6 +355,8 @@ class Manager:
 
     @property
     def actors(self) -> list[str]:
+        """Names of the actors managed here (local ones), in the order they were managed.
+        A new list each time; any thread."""
         return list(self._cells)
 
     # -- transport thread ----------------------------------------------------------------
@@ -338,7 +364,11 @@ class Manager:
     def _route(self, env: wire.Envelope) -> Optional[tuple]:
         """Deliver one checked inbound envelope. Returns None, or (drop cause, Reject
         reason or None)."""
-        cell = self._cells.get(env.receiver)
+        cell: Any = self._cells.get(env.receiver)
+        if cell is None and is_reply_name(env.receiver):  # a reply to ask() (tern.ask)
+            cell = inbox_of(self).lookup(env.receiver)
+            if cell is None:  # its ask timed out or was cancelled: count, do not bounce
+                return "late_reply", None
         if cell is None:
             return "unknown_actor", f"Actor '{env.receiver}' not found"
         spec = _spec_for(env.message_type)

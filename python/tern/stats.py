@@ -13,8 +13,8 @@ COUNTERS = (
     "local_messages",    # messages queued to a local actor by a local send
     "rejects_sent",      # Reject envelopes we answered with
     "rejects_received",  # Reject messages delivered to our actors
-    "handled",           # messages an actor handler ran for (including Start/Shutdown/Timeout)
-    "handler_errors",    # exceptions raised by handlers (logged, actor keeps running)
+    "handled",           # handlers that returned normally (including Start/Shutdown/Timeout)
+    "handler_errors",    # handlers that raised (logged, actor keeps running); not in handled
     "unhandled",         # messages with no handler (on_unhandled was called)
     "timers_fired",      # Timeout messages delivered to a handler
     "peers_closed",      # idle peer sockets closed to stay within max_peers

@@ -261,6 +261,8 @@ def test_cpp_ping_to_a_wrong_python_actor_name_fails_with_the_reject(procs):
     ("cpp-ping-python-pong", ["--count", "200"]),
     ("python-ping-cpp-pong", ["--count", "200"]),
     ("market-data", []),
+    pytest.param("notebook", ["--quotes", "400"], marks=pytest.mark.skipif(
+        not __import__("importlib").util.find_spec("pandas"), reason="needs python3-pandas")),
 ])
 def test_scripts_example_runs_each_pair_and_leaves_nothing_behind(procs, name, args):
     p = procs.start(name, [ROOT / "scripts" / "example", name, *args],
