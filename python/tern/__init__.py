@@ -9,6 +9,7 @@ from .actor import Actor, ActorRef, LocalActorRef, RemoteActorRef
 from .manager import Manager
 from .messages import (PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
                        register_message, registered)
+from .security import CurveConfig
 from .transport import TransportConfig
 from .wire import connect_address
 
@@ -19,6 +20,7 @@ __all__ = [
     "RemoteActorRef",
     "Manager",
     "TransportConfig",
+    "CurveConfig",
     "register_message",
     "registered",
     "message_type_name",

@@ -88,7 +88,13 @@ class LocalActorRef(ActorRef):
 class RemoteActorRef(ActorRef):
     """Reference to an actor behind a ZeroMQ PULL endpoint (any language's peer)."""
 
-    __slots__ = ()
+    __slots__ = ("server_key",)
+
+    def __init__(self, name: str, endpoint: str, manager: "Manager",
+                 server_key: Optional[str] = None) -> None:
+        super().__init__(name, endpoint, manager)
+        #: CURVE: the public key (Z85) the peer's PULL socket must prove; None when off
+        self.server_key = server_key
 
     def send(self, msg: Any, sender: Optional[ActorRef] = None) -> bool:
         # Encoded on the calling thread, so a bad message raises here, at the caller.
@@ -98,17 +104,18 @@ class RemoteActorRef(ActorRef):
                             f"@register_message to send it to a remote actor")
         sa, se = sender.reply_address() if sender is not None else (None, None)
         data = wire.encode(sa, se, self.name, message_type_name(msg), payload_of(msg))
-        return self._manager._transport.post(self.endpoint, data)
+        return self._manager._transport.post(self.endpoint, data, self.server_key)
 
     def reply_address(self) -> tuple[Optional[str], Optional[str]]:
         return self.name, self.endpoint
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, RemoteActorRef) and other.name == self.name
-                and wire.connect_address(other.endpoint) == wire.connect_address(self.endpoint))
+                and wire.connect_address(other.endpoint) == wire.connect_address(self.endpoint)
+                and other.server_key == self.server_key)
 
     def __hash__(self) -> int:
-        return hash(("remote", self.name, wire.connect_address(self.endpoint)))
+        return hash(("remote", self.name, wire.connect_address(self.endpoint), self.server_key))
 
     def __repr__(self) -> str:
         return f"RemoteActorRef({self.name!r}, {self.endpoint!r})"

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from . import wire
 from .actor import _FINAL, _FROM_TIMER, Actor, ActorRef, LocalActorRef, RemoteActorRef, _Cell
 from .messages import Reject, Shutdown, Start, Timeout, _spec_for, PayloadError
+from .security import valid_key
 from .stats import Stats
 from .transport import Transport, TransportConfig
 
@@ -106,7 +107,9 @@ class Manager:
     (blocks until ``terminate()``), ``end()`` (delivers Shutdown, drains, joins, closes).
     ``advertise`` overrides the endpoint put in ``sender_endpoint`` (default: the bind
     endpoint with ``*``/``0.0.0.0`` replaced by ``localhost``). Keyword arguments of
-    TransportConfig (linger_ms, max_peers, max_backlog, max_message_bytes) are accepted.
+    TransportConfig (linger_ms, max_peers, max_backlog, max_message_bytes, curve) are
+    accepted. ``curve=tern.CurveConfig(key_file, allow_dir)`` turns on CURVE (see
+    tern.security); without it the transport is plain TCP, for trusted networks only.
     """
 
     def __init__(self, endpoint: Optional[str] = None, *, advertise: Optional[str] = None,
@@ -243,13 +246,34 @@ class Manager:
         cell = self._cells.get(name)
         return cell.ref if cell is not None else None
 
-    def remote(self, name: str, endpoint: str) -> RemoteActorRef:
-        """A reference to actor ``name`` in the process whose PULL socket is ``endpoint``."""
+    def remote(self, name: str, endpoint: str,
+               server_key: Optional[str] = None) -> RemoteActorRef:
+        """A reference to actor ``name`` in the process whose PULL socket is ``endpoint``.
+
+        With CURVE on, ``server_key`` is required: that process's public key (Z85, e.g.
+        ``tern.security.load_public_key("pong.key")``); without CURVE it must be None.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"actor name must be a non-empty string, got {name!r}")
         if not isinstance(endpoint, str) or "://" not in endpoint:
             raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://host:5001'")
-        return RemoteActorRef(name, endpoint, self)
+        if isinstance(server_key, bytes):
+            server_key = server_key.decode("ascii", "replace")
+        if self._transport.curve is None:
+            if server_key is not None:
+                raise ValueError(f"remote({name!r}) was given a server key but CURVE is off")
+        elif server_key is None:
+            raise ValueError(f"CURVE is on: remote({name!r}, {endpoint!r}) needs the peer's "
+                             "public key (server_key=)")
+        elif not valid_key(server_key):
+            raise ValueError(f"server key {server_key!r} for remote({name!r}) is not a CURVE "
+                             "public key (40 characters of Z85)")
+        return RemoteActorRef(name, endpoint, self, server_key)
+
+    @property
+    def public_key(self) -> Optional[str]:
+        """Our CURVE public key (Z85), what peers pass as server_key; None when CURVE is off."""
+        return self._transport.curve.public_key if self._transport.curve else None
 
     def stats(self) -> dict:
         """A snapshot of the counters: messages in/out, rejects, errors, drops by cause."""
@@ -261,8 +285,9 @@ class Manager:
 
     # -- transport thread ----------------------------------------------------------------
 
-    def _route(self, env: wire.Envelope) -> Optional[tuple]:
-        """Deliver one checked inbound envelope. Returns None, or (drop cause, Reject
+    def _route(self, env: wire.Envelope, server_key: Optional[str] = None) -> Optional[tuple]:
+        """Deliver one checked inbound envelope (``server_key``: the CURVE key its sender
+        authenticated with, where replies must go). Returns None, or (drop cause, Reject
         reason or None)."""
         cell = self._cells.get(env.receiver)
         if cell is None:
@@ -276,7 +301,7 @@ class Manager:
             return "bad_payload", str(exc)
         sender: Optional[ActorRef] = None
         if env.replyable:
-            sender = RemoteActorRef(env.sender_actor, env.sender_endpoint, self)
+            sender = RemoteActorRef(env.sender_actor, env.sender_endpoint, self, server_key)
         if not cell.put(msg, sender):
             return "actor_stopped", None
         self._stats.inc("messages_in")

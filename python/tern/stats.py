@@ -17,6 +17,8 @@ COUNTERS = (
     "handler_errors",    # exceptions raised by handlers (logged, actor keeps running)
     "unhandled",         # messages with no handler (on_unhandled was called)
     "timers_fired",      # Timeout messages delivered to a handler
+    "auth_denied",       # CURVE: handshakes refused, client key not on the allow-list
+    "handshakes_failed",  # CURVE: handshakes failed before authentication (no CURVE, wrong key)
 )
 
 

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import zmq
 
 from . import wire
+from .security import Curve, CurveConfig
 from .stats import Stats
 
 __all__ = ["Transport", "TransportConfig"]
@@ -30,7 +31,8 @@ class TransportConfig:
     """Tuning knobs of one Manager's transport (all have working defaults)."""
 
     def __init__(self, *, linger_ms: int = 1000, max_peers: int = 256,
-                 max_backlog: int = 100_000, max_message_bytes: int = 16 << 20) -> None:
+                 max_backlog: int = 100_000, max_message_bytes: int = 16 << 20,
+                 curve: Optional[CurveConfig] = None) -> None:
         #: how long end() may wait for unsent messages to reach a slow peer
         self.linger_ms = linger_ms
         #: cached PUSH sockets; beyond this the least recently used idle one is closed
@@ -40,6 +42,11 @@ class TransportConfig:
         self.max_backlog = max_backlog
         #: inbound frames larger than this make libzmq drop the connection (ZMQ_MAXMSGSIZE)
         self.max_message_bytes = max_message_bytes
+        #: CURVE authentication and encryption (tern.security); None: plain TCP, no
+        #: authentication, for trusted networks only
+        if curve is not None and not isinstance(curve, CurveConfig):
+            raise TypeError(f"curve must be a tern.CurveConfig, got {type(curve).__name__}")
+        self.curve = curve
 
 
 class _Peer:
@@ -50,8 +57,9 @@ class _Peer:
         self.backlog: deque[bytes] = deque()
 
 
-# route(envelope) -> None when delivered, or (cause, reason) when it was not.
-Router = Callable[[wire.Envelope], Optional[tuple]]
+# route(envelope, client key or None) -> None when delivered, or (cause, reason) when it was
+# not. The key is the CURVE public key the sender authenticated with (None when CURVE is off).
+Router = Callable[[wire.Envelope, Optional[str]], Optional[tuple]]
 
 
 class Transport:
@@ -62,7 +70,9 @@ class Transport:
         self._stats = stats
         self._cfg = config or TransportConfig()
         self._lock = threading.Lock()
-        self._outq: deque[tuple[str, bytes]] = deque()
+        self._outq: deque[tuple[str, bytes, Optional[str]]] = deque()
+        # CURVE: keys and allow-list read now, so a bad file raises in Manager()
+        self.curve: Optional[Curve] = Curve(self._cfg.curve) if self._cfg.curve else None
         self._wake_pending = False
         self._closed = False
         self._stopping = False
@@ -84,9 +94,17 @@ class Transport:
                 pull = ctx.socket(zmq.PULL)
                 pull.setsockopt(zmq.LINGER, 0)
                 pull.setsockopt(zmq.MAXMSGSIZE, self._cfg.max_message_bytes)
+                if self.curve is not None:  # before bind: the first client needs CURVE
+                    try:
+                        self.curve.start_server(ctx, pull, self._stats)
+                    except BaseException:
+                        pull.close(0)
+                        raise
                 try:
                     pull.bind(self.bind)
                 except zmq.ZMQError as exc:
+                    if self.curve is not None:
+                        self.curve.stop_monitor(pull)
                     pull.close(0)
                     raise OSError(exc.errno, f"cannot bind {self.bind!r}: {exc}") from None
                 self._pull = pull
@@ -98,10 +116,14 @@ class Transport:
             self._wake_tx.setsockopt(zmq.LINGER, 0)
             self._wake_tx.connect(addr)
         except BaseException:
+            if self.curve is not None and self._pull is not None:
+                self.curve.stop_monitor(self._pull)
             for s in (self._pull, self._wake_rx, self._wake_tx):
                 if s is not None:
                     s.close(0)
             self._pull = self._wake_rx = self._wake_tx = None
+            if self.curve is not None:
+                self.curve.stop()
             ctx.term()
             raise
         self._ctx = ctx
@@ -113,8 +135,9 @@ class Transport:
             if self._outq and not self._wake_pending:  # posted before start()
                 self._wake()
 
-    def post(self, endpoint: str, data: bytes) -> bool:
-        """Queue one encoded envelope for ``endpoint``. Any thread; never blocks on I/O.
+    def post(self, endpoint: str, data: bytes, server_key: Optional[str] = None) -> bool:
+        """Queue one encoded envelope for ``endpoint`` (with CURVE: whose server must prove
+        ``server_key``). Any thread; never blocks on I/O.
 
         Returns False (and counts a drop) once the transport is stopped.
         """
@@ -122,7 +145,7 @@ class Transport:
             if self._closed:
                 self._stats.drop("transport_stopped")
                 return False
-            self._outq.append((endpoint, data))
+            self._outq.append((endpoint, data, server_key))
             if not self._wake_pending and self._wake_tx is not None:
                 self._wake()
         return True
@@ -156,6 +179,8 @@ class Transport:
         if self._wake_tx is not None:
             self._wake_tx.close(0)
             self._wake_tx = None
+        if self.curve is not None:
+            self.curve.stop()  # its sockets live in the context
         if self._ctx is not None:
             self._ctx.term()  # waits for linger on the PUSH sockets closed by the thread
             self._ctx = None
@@ -197,76 +222,89 @@ class Transport:
             items, self._outq = self._outq, deque()
             self._wake_pending = False
             stopping = self._stopping
-        for endpoint, data in items:
-            self._send(endpoint, data)
+        for endpoint, data, key in items:
+            self._send(endpoint, data, key)
         return stopping
 
     def _receive(self) -> None:
         # One message per poll round: poll() said one is ready, so recv does not block,
         # and we never pay for a failing NOBLOCK recv. A burst is read one poll at a time,
         # which also lets outbound work interleave.
+        key = None
         try:
-            parts = self._pull.recv_multipart(zmq.NOBLOCK)
+            if self.curve is None:
+                parts = self._pull.recv_multipart(zmq.NOBLOCK)
+            else:  # the client key our ZAP handler authenticated: replies must ask for it
+                frames = self._pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                key = frames[0].get("User-Id")
+                parts = [f.bytes for f in frames]
         except zmq.ZMQError as exc:
             log.warning("recv failed: %s", exc)
             return
         self._stats.inc("frames_in")
         try:
-            self._on_frames(parts)
+            self._on_frames(parts, key)
         except Exception:  # the router or a message class misbehaved: survive it
             log.exception("error handling an inbound frame")
             self._stats.drop("internal_error")
 
-    def _on_frames(self, parts: list) -> None:
+    def _on_frames(self, parts: list, key: Optional[str] = None) -> None:
         if len(parts) != 1:
             self._stats.drop("multipart")
             err = wire.FrameError("multipart", "Multipart messages are not supported",
                                   wire.salvage(parts[0]))
-            self._reject(err)
+            self._reject(err, key)
             return
         try:
             env = wire.decode_frame(parts[0])
         except wire.FrameError as err:
             self._stats.drop(err.cause)
-            self._reject(err)
+            self._reject(err, key)
             return
-        failure = self._route(env)
+        failure = self._route(env, key)
         if failure is not None:
             cause, reason = failure
             self._stats.drop(cause)
             if reason is not None:
-                self._reject_env(env, reason)
+                self._reject_env(env, reason, key)
 
-    def _reject(self, err: wire.FrameError) -> None:
+    def _reject(self, err: wire.FrameError, key: Optional[str] = None) -> None:
         if err.replyable and err.message_type != "Reject":
             self._send_reject(err.sender_actor, err.sender_endpoint, err.message_type,
-                              err.reason, err.receiver)
+                              err.reason, err.receiver, key)
 
-    def _reject_env(self, env: wire.Envelope, reason: str) -> None:
+    def _reject_env(self, env: wire.Envelope, reason: str, key: Optional[str] = None) -> None:
         # Never answer a Reject with a Reject: two peers could bounce them forever.
         if env.replyable and env.message_type != "Reject":
             self._send_reject(env.sender_actor, env.sender_endpoint, env.message_type,
-                              reason, env.receiver)
+                              reason, env.receiver, key)
 
     def _send_reject(self, to_actor: str, to_endpoint: str, mtype: str, reason: str,
-                     rejected_by: str) -> None:
+                     rejected_by: str, key: Optional[str] = None) -> None:
         # Sender fields are null, as the peers send them: a Reject is not from an actor.
         data = wire.encode(None, None, to_actor, "Reject",
                            {"message_type": mtype, "reason": reason, "rejected_by": rejected_by})
-        if self._send(to_endpoint, data):
+        if self._send(to_endpoint, data, key):
             self._stats.inc("rejects_sent")
 
-    def _peer(self, endpoint: str) -> Optional[_Peer]:
+    def _peer(self, endpoint: str, key: Optional[str] = None) -> Optional[_Peer]:
         addr = wire.connect_address(endpoint)
         peers = self._peers
-        peer = peers.get(addr)
+        # CURVE: one socket per (address, server key): the key is what the peer must prove
+        pkey = addr if key is None else (addr, key)
+        peer = peers.get(pkey)
         if peer is not None:
-            peers.move_to_end(addr)
+            peers.move_to_end(pkey)
             return peer
         if len(peers) >= self._cfg.max_peers:
             self._evict_one()
         sock = self._ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, self._cfg.linger_ms)
+        if self.curve is not None and not self.curve.configure_client(sock, key):
+            sock.close(0)
+            log.warning("cannot connect to %r: CURVE is on and no valid server key is known "
+                        "(%r)", addr, key)
+            return None
         try:
             sock.connect(addr)
         except zmq.ZMQError as exc:
@@ -274,7 +312,7 @@ class Transport:
             log.warning("cannot connect to %r: %s", addr, exc)
             return None
         peer = _Peer(sock)
-        peers[addr] = peer
+        peers[pkey] = peer
         return peer
 
     def _evict_one(self) -> None:
@@ -289,8 +327,8 @@ class Transport:
         self._poller.unregister(peer.sock)
         peer.sock.close(0)
 
-    def _send(self, endpoint: str, data: bytes) -> bool:
-        peer = self._peer(endpoint)
+    def _send(self, endpoint: str, data: bytes, key: Optional[str] = None) -> bool:
+        peer = self._peer(endpoint, key)
         if peer is None:
             self._stats.drop("bad_endpoint")
             return False
@@ -351,6 +389,8 @@ class Transport:
             peer.sock.close()
         self._peers.clear()
         if self._pull is not None:
+            if self.curve is not None:
+                self.curve.stop_monitor(self._pull)
             self._pull.close(0)
             self._pull = None
         self._wake_rx.close(0)
