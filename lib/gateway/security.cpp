@@ -148,6 +148,10 @@ bool valid_curve_key(const std::string& key) noexcept {
 }
 
 CurveKeyPair load_curve_key_pair(const std::string& path) {
+  const Cert c = read_cert(path);
+  if (c.secret_key.empty())
+    fail(path, "no secret-key in its curve section (a public certificate? the pair is in "
+               "NAME.key_secret)");
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
   if (st.st_mode & 077) {
@@ -156,10 +160,6 @@ CurveKeyPair load_curve_key_pair(const std::string& path) {
     fail(path, std::string("holds a secret key but its mode is ") + mode +
                    " (group or others may read it); chmod 600 it");
   }
-  const Cert c = read_cert(path);
-  if (c.secret_key.empty())
-    fail(path, "no secret-key in its curve section (a public certificate? the pair is in "
-               "NAME.key_secret)");
   if (c.public_key.empty()) fail(path, "no public-key in its curve section");
   char derived[kKeyText + 1];
   if (zmq_curve_public(derived, c.secret_key.c_str()) != 0)

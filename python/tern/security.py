@@ -123,6 +123,10 @@ def load_key_pair(path: PathLike) -> tuple[str, str]:
     KeyFileError naming the file: unreadable, readable by group or others, no secret-key,
     a malformed key, or a public key that does not belong to the secret key."""
     path = os.fspath(path)
+    pub, sec, line = _read_cert(path)
+    if sec is None:
+        raise _fail(path, "no secret-key in its curve section (a public certificate? the pair "
+                          "is in NAME.key_secret)")
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
@@ -130,10 +134,6 @@ def load_key_pair(path: PathLike) -> tuple[str, str]:
     if mode & 0o077:
         raise _fail(path, f"holds a secret key but its mode is {stat.S_IMODE(mode):04o} "
                           "(group or others may read it); chmod 600 it")
-    pub, sec, line = _read_cert(path)
-    if sec is None:
-        raise _fail(path, "no secret-key in its curve section (a public certificate? the pair "
-                          "is in NAME.key_secret)")
     if pub is None:
         raise _fail(path, "no public-key in its curve section")
     if zmq.curve_public(sec.encode()).decode() != pub:
