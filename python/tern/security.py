@@ -291,7 +291,9 @@ class Curve:
         while True:
             try:
                 ready = dict(poller.poll())
-            except zmq.ZMQError:
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.ETERM:  # the context is going away: stop() came too late
+                    return
                 continue  # EINTR
             if self._stop_rx in ready:
                 return
