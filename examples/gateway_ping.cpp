@@ -3,6 +3,7 @@
 //
 //   gateway_ping --peer tcp://localhost:5001 [--peer-name pong] [--count 1000]
 //                [--endpoint tcp://127.0.0.1:*] [--name ping] [--timeout 30] [--queued]
+//                [--curve-key ping.key_secret --curve-allow DIR --curve-peer pong.key]
 //
 // Prints a summary line and then, like ping.py,
 //   ping: count=N p50_us=.. p90_us=.. p99_us=.. max_us=.. round_trips_per_s=.. msgs_per_s=..
@@ -31,9 +32,14 @@ const char* kUsage =
     "usage: gateway_ping --peer tcp://localhost:5001 [--peer-name pong] [--count 1000]\n"
     "                    [--endpoint tcp://127.0.0.1:*] [--name ping] [--timeout SECONDS]\n"
     "                    [--queued] [--advertise tcp://HOST:PORT]\n"
+    "                    [--curve-key FILE --curve-allow DIR --curve-peer FILE]\n"
     "  N sequential Ping/Pong round trips; prints p50/p90/p99/max round trip and msgs/s.\n"
     "  --endpoint: our PULL endpoint, where the Pongs come back (default: a free port)\n"
-    "  --advertise: the endpoint peers reply to, when --endpoint binds * on another host\n";
+    "  --advertise: the endpoint peers reply to, when --endpoint binds * on another host\n"
+    "  --curve-key: our key pair (NAME.key_secret): CURVE on (docs/gateway.md, Security)\n"
+    "  --curve-allow: directory of the *.key public certificates we let in (pong's, for\n"
+    "                 the Pongs)\n"
+    "  --curve-peer: pong's public certificate (NAME.key), the key its endpoint must prove\n";
 
 using Clock = std::chrono::steady_clock;
 
@@ -128,6 +134,9 @@ int main(int argc, char** argv) {
   cfg.bind = args.str("--endpoint", "tcp://127.0.0.1:*");
   cfg.inline_dispatch = !args.flag("--queued");
   cfg.advertise = args.str("--advertise", "");
+  cfg.curve.key_file = args.str("--curve-key", "");
+  cfg.curve.allow_dir = args.str("--curve-allow", "");
+  const std::string peer_cert = args.str("--curve-peer", "");
   const double timeout_s = std::stod(args.str("--timeout", "30"));
   args.done();
 
@@ -137,7 +146,9 @@ int main(int argc, char** argv) {
   PingActor* ping = nullptr;
   try {
     auto gw = std::make_unique<tern::Gateway>(reg, cfg);
-    const tern::ActorRef pong = gw->remote(peer_name, peer);
+    const tern::ActorRef pong =
+        peer_cert.empty() ? gw->remote(peer_name, peer)
+                          : gw->remote(peer_name, peer, tern::load_curve_public_key(peer_cert));
     mgr.manage("gateway", std::move(gw));
     auto p = std::make_unique<PingActor>(pong, count);
     ping = p.get();

@@ -2,10 +2,11 @@
 // C++ (gateway_ping) or Python (python/examples/ping.py) peers alike.
 //
 //   gateway_pong --endpoint tcp://*:5001 [--name pong] [--max N] [--queued]
+//                [--curve-key pong.key_secret --curve-allow DIR]
 //
 // Prints "pong: listening on ENDPOINT as 'NAME'"; exits 0 on SIGTERM/SIGINT or after --max
 // pings, printing "pong: answered N pings; rejects_sent=R dropped=D" and the gateway's
-// counters.
+// counters (with CURVE also "auth_denied=A handshakes_failed=H").
 #include <atomic>
 #include <cstdio>
 #include <memory>
@@ -20,9 +21,12 @@ namespace {
 
 const char* kUsage =
     "usage: gateway_pong [--endpoint tcp://*:5001] [--name pong] [--max N] [--queued]\n"
+    "                    [--curve-key FILE --curve-allow DIR]\n"
     "  Answers Ping{count} with Pong{count}. Exits on SIGTERM/SIGINT, or after --max pings.\n"
     "  --queued: hand Pings to the pong actor's own thread instead of running its handler on\n"
-    "            the gateway thread (GatewayConfig::inline_dispatch = false)\n";
+    "            the gateway thread (GatewayConfig::inline_dispatch = false)\n"
+    "  --curve-key: our key pair (NAME.key_secret): CURVE on (docs/gateway.md, Security)\n"
+    "  --curve-allow: directory of the *.key public certificates of the clients we let in\n";
 
 class PongActor : public tern::Actor {
  public:
@@ -50,6 +54,8 @@ int main(int argc, char** argv) {
   const std::string name = args.str("--name", "pong");
   const std::uint64_t max = args.num("--max", 0);
   cfg.inline_dispatch = !args.flag("--queued");
+  cfg.curve.key_file = args.str("--curve-key", "");
+  cfg.curve.allow_dir = args.str("--curve-allow", "");
   args.done();
 
   tern::wire::Registry reg;
@@ -69,7 +75,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pong: %s\n", e.what());
     return 1;
   }
-  std::printf("pong: listening on %s as '%s'\n", cfg.bind.c_str(), name.c_str());
+  std::printf("pong: listening on %s as '%s'%s\n", cfg.bind.c_str(), name.c_str(),
+              cfg.curve.enabled() ? " (CURVE)" : "");
   std::fflush(stdout);
   mgr.run();  // until SIGTERM/SIGINT, or terminate() after --max
   mgr.end();
@@ -87,6 +94,10 @@ int main(int argc, char** argv) {
     if (s.dropped[i])
       std::printf(" %s=%llu", std::string(tern::to_string(static_cast<tern::GatewayDrop>(i))).c_str(),
                   static_cast<unsigned long long>(s.dropped[i]));
+  if (cfg.curve.enabled())
+    std::printf(" auth_denied=%llu handshakes_failed=%llu",
+                static_cast<unsigned long long>(s.auth_denied),
+                static_cast<unsigned long long>(s.handshakes_failed));
   std::printf("\n");
   return 0;
 }

@@ -23,6 +23,7 @@
 
 #include <tern/actor.hpp>
 #include <tern/actor_ref.hpp>
+#include <tern/curve.hpp>
 #include <tern/wire.hpp>
 
 namespace tern {
@@ -70,6 +71,11 @@ struct GatewayConfig {
   /// reading. false: always queue to the actor's own thread (pinned actors that must keep
   /// their state on their own core, handlers that block).
   bool inline_dispatch = true;
+  /// Authentication and encryption (tern/curve.hpp, docs/gateway.md "Security"). Default:
+  /// off, plain TCP, anyone who reaches the endpoint may send: for trusted networks only.
+  /// On (`curve.key_file` set): the PULL socket is a CURVE server that admits only clients
+  /// whose public key is on the allow-list, and every PUSH socket is a CURVE client.
+  CurveConfig curve;
 };
 
 /// Why a message or frame was dropped (GatewayStats::dropped is indexed by it).
@@ -115,6 +121,10 @@ struct GatewayStats {
   std::uint64_t peers_evicted = 0;      ///< PUSH sockets closed to respect max_peers
   std::uint64_t backlog = 0;            ///< outbound frames waiting for a peer's HWM
   std::array<std::uint64_t, kGatewayDropCauses> dropped{};  ///< by GatewayDrop
+  // CURVE (GatewayConfig::curve); both stay 0 when it is off.
+  std::uint64_t auth_denied = 0;        ///< handshakes refused: client key not on the allow-list
+  std::uint64_t handshakes_failed = 0;  ///< handshakes failed before authentication (no CURVE,
+                                        ///< a wrong server key, not ZeroMQ)
 
   std::uint64_t drops(GatewayDrop d) const noexcept { return dropped[static_cast<std::size_t>(d)]; }
   std::uint64_t dropped_total() const noexcept;
@@ -134,6 +144,12 @@ class Gateway final : public Actor {
   /// thread; takes a lock and allocates the first time. Throws std::invalid_argument for an
   /// endpoint that is not tcp:// or ipc://, std::length_error past max_remotes.
   ActorRef remote(std::string_view actor, std::string_view endpoint);
+  /// The same with CURVE on: `server_key` is the peer's public key (Z85, 40 characters; e.g.
+  /// load_curve_public_key("pong.key")), which its PULL socket must prove. Throws
+  /// std::invalid_argument for a bad key or when CURVE is off (and the two-argument form
+  /// throws when CURVE is on). Replies to inbound senders need no call: they go to the key
+  /// that sender authenticated with.
+  ActorRef remote(std::string_view actor, std::string_view endpoint, std::string_view server_key);
   /// Makes `target` reachable from other processes as `name` (it shadows an actor of that
   /// name in the Manager). Without expose(), inbound messages go to Manager::find(receiver).
   /// Set-up only (before Manager::init()).
@@ -141,6 +157,8 @@ class Gateway final : public Actor {
 
   /// Our endpoint as peers see it (sender_endpoint), e.g. "tcp://localhost:5002".
   std::string_view endpoint() const noexcept;
+  /// Our CURVE public key (Z85), what peers pass to remote(); empty when CURVE is off.
+  std::string_view public_key() const noexcept;
   /// The endpoint actually bound, port resolved, e.g. "tcp://0.0.0.0:5002".
   std::string_view bound_endpoint() const noexcept;
   /// The registry copy in use.
@@ -160,6 +178,8 @@ class Gateway final : public Actor {
   void forward_remote(const MessageInfo& info, const void* msg, std::uint32_t peer,
                       ActorRef from) override;
   std::string_view remote_name(std::uint32_t peer) const noexcept override;
+  ActorRef remote_with_key(std::string_view actor, std::string_view endpoint,
+                           std::string_view server_key);
   void run_thread(Wake wake, std::uint32_t spin_limit,
                   std::atomic<std::uint32_t>* started) noexcept override;
 

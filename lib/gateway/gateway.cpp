@@ -21,6 +21,7 @@
 
 #include "codec.hpp"
 #include "runtime.hpp"
+#include "security.hpp"
 
 namespace tern {
 
@@ -98,21 +99,26 @@ struct Gateway::Impl {
     std::string connect;    ///< address to connect to
     std::string name_json;  ///< name as a quoted JSON string
     std::string endpoint_json;  ///< endpoint as a quoted JSON string (for proxied senders)
+    std::string server_key;     ///< CURVE: the peer's public key (Z85); empty when off
   };
   struct Peer {
     void* sock = nullptr;  ///< nullptr: closed (evicted); reopened on next use
     std::string addr;
     std::uint64_t last_used = 0;
     std::deque<gw::Buffer> backlog;  ///< frames waiting for the high-water mark to drain
+    std::string server_key;  ///< CURVE: the public key the peer must prove (empty when off)
   };
   static constexpr std::uint32_t kNoPeer = 0xFFFFFFFFu;
 
   Impl(Gateway& g, const wire::Registry& r, GatewayConfig c)
-      : self(g), reg(r), cfg(std::move(c)), decoder(cfg.max_frame_bytes, cfg.max_depth) {}
+      : self(g), reg(r), cfg(std::move(c)), curve(cfg.curve),
+        decoder(cfg.max_frame_bytes, cfg.max_depth) {}
 
   Gateway& self;
   wire::Registry reg;
   GatewayConfig cfg;
+  gw::CurveSecurity curve;  ///< keys, allow-list, ZAP thread (GatewayConfig::curve)
+  std::string_view frame_key;  ///< CURVE: the User-Id (client key) of the frame being handled
   void* ctx = nullptr;
   void* pull = nullptr;
   int wake_fd = -1;
@@ -132,7 +138,7 @@ struct Gateway::Impl {
   StringMap<ActorRef> exposed;            ///< set-up only, then read-only
   StringMap<ActorRef> receivers;          ///< resolved receiver names
   // one-entry caches in front of the maps: traffic mostly repeats its sender and receiver
-  std::string last_receiver_name, last_sender_actor, last_sender_endpoint;
+  std::string last_receiver_name, last_sender_actor, last_sender_endpoint, last_sender_key;
   ActorRef last_receiver;
   std::uint32_t last_sender = 0;
   std::vector<std::uint32_t> remote_peer; ///< remote index -> peer index
@@ -178,6 +184,7 @@ struct Gateway::Impl {
     const int linger = 0;
     zmq_setsockopt(pull, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(pull, ZMQ_RCVHWM, &cfg.recv_hwm, sizeof cfg.recv_hwm);
+    curve.start_server(ctx, pull);  // before bind: the first client already needs CURVE
     if (cfg.socket_max_frame_bytes) {
       const auto cap = static_cast<std::int64_t>(
           std::max(cfg.socket_max_frame_bytes, cfg.max_frame_bytes + 1));
@@ -218,24 +225,28 @@ struct Gateway::Impl {
     }
     backlogged.clear();
     backlog_frames.store(0, std::memory_order_relaxed);
+    curve.stop_monitor(pull);
     if (pull) zmq_close(pull);
     pull = nullptr;
   }
 
   ~Impl() {
     close_sockets();
+    curve.stop();  // its sockets live in ctx
     if (ctx) zmq_ctx_term(ctx);
     if (wake_fd >= 0) ::close(wake_fd);
   }
 
   // ---- remotes ----------------------------------------------------------------------------
   /// Index of (name, endpoint), adding it; 0 when the table is full.
-  std::uint32_t intern(std::string_view name, std::string_view endpoint) {
+  std::uint32_t intern(std::string_view name, std::string_view endpoint,
+                       std::string_view server_key = {}) {
     std::string connect = connect_address(endpoint);
     std::string k;
-    k.reserve(name.size() + 1 + connect.size());
+    k.reserve(name.size() + 2 + connect.size() + server_key.size());
     k.append(name).push_back('\0');
     k.append(connect);
+    if (!server_key.empty()) k.append(1, '\0').append(server_key);
     std::lock_guard lock(remotes_mu);
     if (auto it = remote_index.find(k); it != remote_index.end()) return it->second;
     const std::uint32_t n = remote_count.load(std::memory_order_relaxed);
@@ -243,6 +254,7 @@ struct Gateway::Impl {
     auto r = std::make_unique<Remote>();
     r->name.assign(name);
     r->connect = std::move(connect);
+    r->server_key.assign(server_key);
     gw::json::append_string(r->name_json, r->name);
     gw::json::append_string(r->endpoint_json, endpoint);
     const std::uint32_t idx = n + 1;
@@ -259,26 +271,31 @@ struct Gateway::Impl {
   }
 
   /// Gateway thread: the remote index of an inbound sender (0: table full).
-  std::uint32_t sender_index(std::string_view actor, std::string_view endpoint) {
+  std::uint32_t sender_index(std::string_view actor, std::string_view endpoint,
+                             std::string_view server_key) {
     // Most frames come from the sender of the one before: check that first.
-    if (last_sender && actor == last_sender_actor && endpoint == last_sender_endpoint) [[likely]]
+    if (last_sender && actor == last_sender_actor && endpoint == last_sender_endpoint &&
+        server_key == last_sender_key) [[likely]]
       return last_sender;
-    const std::uint32_t idx = sender_index_slow(actor, endpoint);
+    const std::uint32_t idx = sender_index_slow(actor, endpoint, server_key);
     if (idx) {
       last_sender = idx;
       last_sender_actor.assign(actor);
       last_sender_endpoint.assign(endpoint);
+      last_sender_key.assign(server_key);
     }
     return idx;
   }
-  std::uint32_t sender_index_slow(std::string_view actor, std::string_view endpoint) {
+  std::uint32_t sender_index_slow(std::string_view actor, std::string_view endpoint,
+                                  std::string_view server_key) {
     key.clear();
     key.append(actor).push_back('\0');
     key.append(endpoint);
+    if (!server_key.empty()) key.append("\0", 1).append(server_key);
     const std::string_view k(key.data(), key.size());
     if (auto it = sender_cache.find(k); it != sender_cache.end()) [[likely]]
       return it->second;
-    const std::uint32_t idx = intern(actor, endpoint);
+    const std::uint32_t idx = intern(actor, endpoint, server_key);
     if (idx) sender_cache.emplace(std::string(k), idx);
     return idx;
   }
@@ -309,13 +326,17 @@ struct Gateway::Impl {
   }
 
   // ---- peers ------------------------------------------------------------------------------
-  std::uint32_t peer_for_address(std::string_view addr) {
-    if (auto it = peer_by_addr.find(addr); it != peer_by_addr.end()) return it->second;
+  std::uint32_t peer_for_address(std::string_view addr, std::string_view server_key = {}) {
+    // CURVE: one socket per (address, server key): the key is what the peer must prove.
+    std::string k(addr);
+    if (!server_key.empty()) k.append(1, '\0').append(server_key);
+    if (auto it = peer_by_addr.find(k); it != peer_by_addr.end()) return it->second;
     if (peers.size() >= std::size_t{cfg.max_remotes} + cfg.max_peers) return kNoPeer;
     peers.emplace_back();
     peers.back().addr.assign(addr);
+    peers.back().server_key.assign(server_key);
     const auto idx = static_cast<std::uint32_t>(peers.size() - 1);
-    peer_by_addr.emplace(std::string(addr), idx);
+    peer_by_addr.emplace(std::move(k), idx);
     return idx;
   }
 
@@ -352,7 +373,7 @@ struct Gateway::Impl {
     if (!s) return false;
     zmq_setsockopt(s, ZMQ_SNDHWM, &cfg.send_hwm, sizeof cfg.send_hwm);
     zmq_setsockopt(s, ZMQ_LINGER, &cfg.linger_ms, sizeof cfg.linger_ms);
-    if (zmq_connect(s, p.addr.c_str()) != 0) {
+    if (!curve.configure_client(s, p.server_key) || zmq_connect(s, p.addr.c_str()) != 0) {
       zmq_close(s);
       return false;
     }
@@ -455,7 +476,7 @@ struct Gateway::Impl {
     out.push_back('}');
     std::uint32_t peer = target < remote_peer.size() ? remote_peer[target] : kNoPeer;
     if (peer == kNoPeer) {
-      peer = peer_for_address(r->connect);
+      peer = peer_for_address(r->connect, r->server_key);
       if (remote_peer.size() <= target) remote_peer.resize(target + 1, kNoPeer);
       remote_peer[target] = peer;
     }
@@ -476,7 +497,8 @@ struct Gateway::Impl {
     out.append(",\"rejected_by\":", 15);
     gw::json::append_string(out, env.receiver);
     out.append("}}", 2);
-    if (send_frame(peer_for_address(connect_address(env.sender_endpoint)), out.data(), out.size()))
+    if (send_frame(peer_for_address(connect_address(env.sender_endpoint), frame_key), out.data(),
+                   out.size()))
       bump(rejects_sent);
   }
 
@@ -494,7 +516,8 @@ struct Gateway::Impl {
     }
     ActorRef from;
     if (r.env.replyable()) {
-      if (const std::uint32_t idx = sender_index(r.env.sender_actor, r.env.sender_endpoint))
+      if (const std::uint32_t idx =
+              sender_index(r.env.sender_actor, r.env.sender_endpoint, frame_key))
         from = ActorRef(&self, idx);
       else
         bump(senders_untracked);
@@ -558,11 +581,17 @@ struct Gateway::Impl {
       }
       ++n;
       bump(frames_in);
+      // CURVE: the key our ZAP handler authenticated; replies must find that key again.
+      if (curve.enabled()) [[unlikely]] {
+        const char* uid = zmq_msg_gets(&msg, "User-Id");
+        frame_key = uid ? std::string_view(uid) : std::string_view();
+      }
       if (zmq_msg_more(&msg)) [[unlikely]] {
         handle_multipart(msg);
       } else {
         handle_frame(static_cast<const char*>(zmq_msg_data(&msg)), zmq_msg_size(&msg));
       }
+      frame_key = {};
       zmq_msg_close(&msg);
       // An inline handler queued outbound work (a reply): send it before reading on.
       if (self.mailbox().depth() != 0) break;
@@ -616,11 +645,32 @@ Gateway::Gateway(const wire::Registry& registry, GatewayConfig config)
 Gateway::~Gateway() = default;
 
 ActorRef Gateway::remote(std::string_view actor, std::string_view endpoint) {
+  if (impl_->curve.enabled())
+    throw std::invalid_argument("tern: gateway: CURVE is on: remote('" + std::string(actor) +
+                                "', '" + std::string(endpoint) +
+                                "') needs the peer's public key (the three-argument remote())");
+  return remote_with_key(actor, endpoint, {});
+}
+
+ActorRef Gateway::remote(std::string_view actor, std::string_view endpoint,
+                         std::string_view server_key) {
+  if (!impl_->curve.enabled())
+    throw std::invalid_argument("tern: gateway: remote('" + std::string(actor) +
+                                "') was given a server key but CURVE is off (GatewayConfig::curve)");
+  if (!valid_curve_key(std::string(server_key)))
+    throw std::invalid_argument("tern: gateway: server key '" + std::string(server_key) +
+                                "' for remote('" + std::string(actor) +
+                                "') is not a CURVE public key (40 characters of Z85)");
+  return remote_with_key(actor, endpoint, server_key);
+}
+
+ActorRef Gateway::remote_with_key(std::string_view actor, std::string_view endpoint,
+                                  std::string_view server_key) {
   if (!supported_endpoint(endpoint))
     throw std::invalid_argument("tern: gateway: endpoint '" + std::string(endpoint) +
                                 "' is not tcp:// or ipc://");
   if (actor.empty()) throw std::invalid_argument("tern: gateway: empty remote actor name");
-  const std::uint32_t idx = impl_->intern(actor, endpoint);
+  const std::uint32_t idx = impl_->intern(actor, endpoint, server_key);
   if (!idx)
     throw std::length_error("tern: gateway: more than max_remotes (" +
                             std::to_string(impl_->cfg.max_remotes) + ") remote actors");
@@ -634,6 +684,7 @@ void Gateway::expose(std::string_view name, ActorRef target) {
 }
 
 std::string_view Gateway::endpoint() const noexcept { return impl_->advertised; }
+std::string_view Gateway::public_key() const noexcept { return impl_->curve.public_key(); }
 std::string_view Gateway::bound_endpoint() const noexcept { return impl_->bound; }
 const wire::Registry& Gateway::registry() const noexcept { return impl_->reg; }
 
@@ -655,6 +706,8 @@ GatewayStats Gateway::stats() const noexcept {
   s.peers_evicted = rd(m.peers_evicted);
   s.backlog = rd(m.backlog_frames);
   for (std::size_t i = 0; i < kGatewayDropCauses; ++i) s.dropped[i] = rd(m.drops[i]);
+  s.auth_denied = m.curve.denied();
+  s.handshakes_failed = m.curve.handshakes_failed();
   return s;
 }
 

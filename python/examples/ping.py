@@ -8,6 +8,8 @@ Prints one line:
     ping: count=N p50_us=.. p90_us=.. p99_us=.. max_us=.. round_trips_per_s=.. msgs_per_s=..
 (msgs_per_s counts both the Ping and the Pong). Exit status: 0 when every Pong came back
 with the right count; 2 on --timeout; 3 on a wrong Pong; 4 when the peer rejected the Ping.
+With CURVE (docs/python.md): --curve-key ping.key_secret --curve-allow DIR (holding pong's
+public certificate, for the Pongs) --curve-peer pong.key.
 """
 
 import argparse
@@ -22,7 +24,7 @@ try:
 except ImportError:  # run straight from the source tree without PYTHONPATH
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from tern import Actor, Manager, register_message
+from tern import Actor, CurveConfig, Manager, register_message, security
 
 
 @register_message
@@ -102,15 +104,30 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="ping", help="our actor name")
     ap.add_argument("--count", "-n", type=int, default=1000, help="round trips")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up")
+    ap.add_argument("--curve-key", help="our key pair (NAME.key_secret): CURVE on")
+    ap.add_argument("--curve-allow", help="directory of the *.key certificates we let in")
+    ap.add_argument("--curve-peer", help="pong's public certificate (NAME.key)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    curve, peer_key = None, None
+    if args.curve_key:
+        try:
+            curve = CurveConfig(args.curve_key, allow_dir=args.curve_allow)
+            peer_key = security.load_public_key(args.curve_peer or "")
+        except (OSError, ValueError) as exc:
+            print(f"ping: {exc}", file=sys.stderr)
+            return 1
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
 
     for attempt in range(5):
         endpoint = args.endpoint or _free_endpoint()
-        mgr = Manager(endpoint)
-        actor = PingActor(mgr.remote(args.peer_name, args.peer), args.count)
+        try:
+            mgr = Manager(endpoint, curve=curve)
+        except (OSError, ValueError) as exc:
+            print(f"ping: {exc}", file=sys.stderr)
+            return 1
+        actor = PingActor(mgr.remote(args.peer_name, args.peer, peer_key), args.count)
         mgr.manage(args.name, actor)
         try:
             mgr.init()

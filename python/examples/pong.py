@@ -4,7 +4,9 @@
     PYTHONPATH=python python3 python/examples/pong.py --endpoint tcp://*:5001 --name pong
 
 Prints "pong: listening on ENDPOINT" once bound. Exits 0 on SIGTERM/SIGINT or after
---max pings, printing how many pings it answered.
+--max pings, printing how many pings it answered. With CURVE (docs/python.md):
+--curve-key pong.key_secret --curve-allow DIR (the clients' public certificates); the
+summary then adds auth_denied=A handshakes_failed=H.
 """
 
 import argparse
@@ -50,13 +52,21 @@ def main(argv=None) -> int:
     ap.add_argument("--endpoint", default="tcp://*:5001", help="PULL endpoint to bind")
     ap.add_argument("--name", default="pong", help="actor name")
     ap.add_argument("--max", type=int, default=0, help="exit after N pings (0: run until signal)")
+    ap.add_argument("--curve-key", help="our key pair (NAME.key_secret): CURVE on")
+    ap.add_argument("--curve-allow", help="directory of the *.key certificates we let in")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(threadName)s %(levelname)s %(message)s")
 
     actor = PongActor(args.max)
-    mgr = Manager(args.endpoint)
+    try:
+        curve = tern.CurveConfig(args.curve_key, allow_dir=args.curve_allow) \
+            if args.curve_key else None
+        mgr = Manager(args.endpoint, curve=curve)
+    except (OSError, ValueError) as exc:
+        print(f"pong: {exc}", file=sys.stderr)
+        return 1
     mgr.manage(args.name, actor)
     try:
         mgr.init()
@@ -71,8 +81,10 @@ def main(argv=None) -> int:
     finally:
         mgr.end()
     stats = mgr.stats()
+    extra = (f" auth_denied={stats['auth_denied']} handshakes_failed={stats['handshakes_failed']}"
+             if args.curve_key else "")
     print(f"pong: answered {actor.pings} pings; rejects_sent={stats['rejects_sent']} "
-          f"dropped={stats['dropped_total']}", flush=True)
+          f"dropped={stats['dropped_total']}{extra}", flush=True)
     return 0
 
 

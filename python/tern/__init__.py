@@ -12,6 +12,7 @@ from .manager import Manager
 from .messages import (FieldLimitError, PayloadError, Reject, Shutdown, Start, Timeout, message_type_name,
                        register_message, registered)
 from .registry import NameTaken, NotFound, Offline, RegistryError
+from .security import CurveConfig
 from .transport import EndReport, TransportConfig
 from .wire import connect_address
 
@@ -27,6 +28,7 @@ __all__ = [
     "EndReport",
     "SendError",
     "FieldLimitError",
+    "CurveConfig",
     "register_message",
     "registered",
     "message_type_name",

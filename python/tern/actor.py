@@ -163,7 +163,13 @@ class LocalActorRef(ActorRef):
 class RemoteActorRef(ActorRef):
     """Reference to an actor behind a ZeroMQ PULL endpoint (any language's peer)."""
 
-    __slots__ = ()
+    __slots__ = ("server_key",)
+
+    def __init__(self, name: str, endpoint: str, manager: "Manager",
+                 server_key: Optional[str] = None) -> None:
+        super().__init__(name, endpoint, manager)
+        #: CURVE: the public key (Z85) the peer's PULL socket must prove; None when off
+        self.server_key = server_key
 
     def send(self, msg: Any, sender: Optional[ActorRef] = None, *,
              timeout: Optional[float] = None, raise_on_drop: Optional[bool] = None) -> bool:
@@ -178,7 +184,7 @@ class RemoteActorRef(ActorRef):
         sa, se = sender.reply_address() if sender is not None else (None, None)
         data = encode_message(sa, se, self.name, msg)
         transport = self._manager._transport
-        cause = transport.post(self.endpoint, data, timeout)
+        cause = transport.post(self.endpoint, data, timeout, self.server_key)
         if cause is None:
             return True
         cfg = transport._cfg
@@ -196,10 +202,11 @@ class RemoteActorRef(ActorRef):
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, RemoteActorRef) and other.name == self.name
-                and wire.connect_address(other.endpoint) == wire.connect_address(self.endpoint))
+                and wire.connect_address(other.endpoint) == wire.connect_address(self.endpoint)
+                and other.server_key == self.server_key)
 
     def __hash__(self) -> int:
-        return hash(("remote", self.name, wire.connect_address(self.endpoint)))
+        return hash(("remote", self.name, wire.connect_address(self.endpoint), self.server_key))
 
     def __repr__(self) -> str:
         return f"RemoteActorRef({self.name!r}, {self.endpoint!r})"

@@ -15,6 +15,7 @@ from . import lifecycle, wire
 from .ask import inbox_of, is_reply_name
 from .actor import _FINAL, _FROM_TIMER, Actor, ActorRef, LocalActorRef, RemoteActorRef, _Cell
 from .messages import Reject, Shutdown, Start, Timeout, _spec_for, PayloadError
+from .security import valid_key
 from .stats import Stats
 from .registry import ManagerLink
 from .transport import EndReport, Transport, TransportConfig
@@ -112,7 +113,9 @@ class Manager:
     endpoint with ``*``/``0.0.0.0`` replaced by ``localhost``). ``raise_on_drop`` is the
     default of every send's ``raise_on_drop`` (False: a refused send returns False; True:
     it raises SendError). Keyword arguments of TransportConfig (linger_ms, max_peers,
-    max_backlog, max_message_bytes, sndhwm) are accepted.
+    max_backlog, max_message_bytes, sndhwm, curve) are accepted.
+    ``curve=tern.CurveConfig(key_file, allow_dir)`` turns on CURVE (see tern.security);
+    without it the transport is plain TCP, for trusted networks only.
 
     ``registry`` (e.g. ``"tcp://127.0.0.1:5555"``): a name service (docs/registry.md). The
     Manager then registers its actors there at ``init()`` (and those managed later) under
@@ -309,22 +312,51 @@ class Manager:
         cell = self._cells.get(name)
         return cell.ref if cell is not None else None
 
-    def remote(self, name: str, endpoint: str) -> RemoteActorRef:
-        """A reference to actor ``name`` in the process whose PULL socket is ``endpoint``."""
+    def remote(self, name: str, endpoint: str,
+               server_key: Optional[str] = None) -> RemoteActorRef:
+        """A reference to actor ``name`` in the process whose PULL socket is ``endpoint``.
+
+        With CURVE on, ``server_key`` is required: that process's public key (Z85, e.g.
+        ``tern.security.load_public_key("pong.key")``); without CURVE it must be None.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"actor name must be a non-empty string, got {name!r}")
         if not isinstance(endpoint, str) or "://" not in endpoint:
             raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://host:5001'")
-        return RemoteActorRef(name, endpoint, self)
+        return RemoteActorRef(name, endpoint, self, self._check_server_key(name, server_key))
 
-    def lookup_remote(self, name: str, *, allow_offline: bool = False) -> RemoteActorRef:
+    def _check_server_key(self, name: str, server_key: Any) -> Optional[str]:
+        if isinstance(server_key, bytes):
+            server_key = server_key.decode("ascii", "replace")
+        if self._transport.curve is None:
+            if server_key is not None:
+                raise ValueError(f"remote({name!r}) was given a server key but CURVE is off")
+        elif server_key is None:
+            raise ValueError(f"CURVE is on: remote({name!r}) needs the peer's public key "
+                             "(server_key=)")
+        elif not valid_key(server_key):
+            raise ValueError(f"server key {server_key!r} for remote({name!r}) is not a CURVE "
+                             "public key (40 characters of Z85)")
+        return server_key
+
+    @property
+    def public_key(self) -> Optional[str]:
+        """Our CURVE public key (Z85), what peers pass as server_key; None when CURVE is off."""
+        return self._transport.curve.public_key if self._transport.curve else None
+
+    def lookup_remote(self, name: str, *, allow_offline: bool = False,
+                      server_key: Optional[str] = None) -> RemoteActorRef:
         """Ask the registry for actor ``name`` (any language, any process). Returns a
-        RemoteActorRef whose endpoint is re-resolved every heartbeat period. Raises
+        RemoteActorRef whose endpoint is re-resolved every heartbeat period. The registry
+        carries no keys: with CURVE on, ``server_key`` (the peer's public key) is required,
+        as for ``remote()``, and checked before the registry is asked. Raises
         ``tern.NotFound`` (not registered), ``tern.Offline`` (its manager stopped
         heartbeating; ``allow_offline=True`` returns the ref anyway) or
         ``tern.RegistryError`` (no reply within ``registry_timeout``). Blocks for one
         round trip; any thread."""
-        return self._need_registry().lookup(self, name, allow_offline)
+        link = self._need_registry()
+        server_key = self._check_server_key(name, server_key)
+        return link.lookup(self, name, allow_offline, server_key)
 
     def remote_actors(self) -> list[dict]:
         """Everything the registry holds: ``[{"actor_name", "endpoint", "online",
@@ -361,8 +393,9 @@ class Manager:
 
     # -- transport thread ----------------------------------------------------------------
 
-    def _route(self, env: wire.Envelope) -> Optional[tuple]:
-        """Deliver one checked inbound envelope. Returns None, or (drop cause, Reject
+    def _route(self, env: wire.Envelope, server_key: Optional[str] = None) -> Optional[tuple]:
+        """Deliver one checked inbound envelope (``server_key``: the CURVE key its sender
+        authenticated with, where replies must go). Returns None, or (drop cause, Reject
         reason or None)."""
         cell: Any = self._cells.get(env.receiver)
         if cell is None and is_reply_name(env.receiver):  # a reply to ask() (tern.ask)
@@ -380,7 +413,7 @@ class Manager:
             return "bad_payload", str(exc)
         sender: Optional[ActorRef] = None
         if env.replyable:
-            sender = RemoteActorRef(env.sender_actor, env.sender_endpoint, self)
+            sender = RemoteActorRef(env.sender_actor, env.sender_endpoint, self, server_key)
         if not cell.put(msg, sender):
             return "actor_stopped", None
         self._stats.inc("messages_in")

@@ -634,9 +634,10 @@ def _named_ref_class():
 
         __slots__ = ("_resolved",)
 
-        def __init__(self, name: str, resolved: _Resolved, manager: Any) -> None:
+        def __init__(self, name: str, resolved: _Resolved, manager: Any,
+                     server_key: Optional[str] = None) -> None:
             self._resolved = resolved
-            super().__init__(name, resolved.endpoint, manager)
+            super().__init__(name, resolved.endpoint, manager, server_key)
 
         @property
         def endpoint(self) -> str:  # type: ignore[override]
@@ -738,7 +739,8 @@ class ManagerLink:
                 self._mine = [n for n in self._mine if n not in done]
             raise
 
-    def lookup(self, manager: Any, name: str, allow_offline: bool = False):
+    def lookup(self, manager: Any, name: str, allow_offline: bool = False,
+               server_key: Optional[str] = None):
         if not isinstance(name, str) or not name:
             raise ValueError(f"actor name must be a non-empty string, got {name!r}")
         endpoint, online = self._call(self._calls.lookup, name)
@@ -755,7 +757,7 @@ class ManagerLink:
                 slot = self._resolved[name] = _Resolved(endpoint, online)
             else:
                 slot.endpoint, slot.online = endpoint, online
-        return _NamedActorRef(name, slot, manager)
+        return _NamedActorRef(name, slot, manager, server_key)
 
     def list(self) -> list[dict]:
         return self._call(self._calls.list)

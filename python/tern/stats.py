@@ -19,6 +19,8 @@ COUNTERS = (
     "timers_fired",      # Timeout messages delivered to a handler
     "peers_closed",      # idle peer sockets closed to stay within max_peers
     "zmq_unflushed_at_end",  # end() found ZeroMQ still holding messages after its linger
+    "auth_denied",       # CURVE: handshakes refused, client key not on the allow-list
+    "handshakes_failed",  # CURVE: handshakes failed before authentication (no CURVE, wrong key)
 )
 
 # Peers named in the unsent ledger; beyond this, further peers are summed under one key.

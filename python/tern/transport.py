@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import zmq
 
 from . import wire
+from .security import Curve, CurveConfig
 from .stats import Stats
 
 __all__ = ["EndReport", "Transport", "TransportConfig"]
@@ -48,7 +49,7 @@ class TransportConfig:
 
     def __init__(self, *, linger_ms: int = 1000, max_peers: int = 256,
                  max_backlog: int = 100_000, max_message_bytes: int = 16 << 20,
-                 sndhwm: int = 1000) -> None:
+                 sndhwm: int = 1000, curve: Optional[CurveConfig] = None) -> None:
         #: end() hands held messages to ZeroMQ for at most this long (what is still held
         #: then is reported unsent), then gives ZeroMQ at most this long again to write
         #: out what it accepted
@@ -66,6 +67,11 @@ class TransportConfig:
         self.max_message_bytes = _check_int("max_message_bytes", max_message_bytes, 1)
         #: ZeroMQ's own queue per peer (ZMQ_SNDHWM, messages); 0 means unbounded
         self.sndhwm = _check_int("sndhwm", sndhwm, 0)
+        #: CURVE authentication and encryption (tern.security); None: plain TCP, no
+        #: authentication, for trusted networks only
+        if curve is not None and not isinstance(curve, CurveConfig):
+            raise TypeError(f"curve must be a tern.CurveConfig, got {type(curve).__name__}")
+        self.curve = curve
 
 
 class EndReport:
@@ -97,17 +103,30 @@ class EndReport:
                 f"zmq_flushed={self.zmq_flushed})")
 
 
-class _Peer:
-    __slots__ = ("addr", "sock", "backlog")
+def _peer_key(addr: str, server_key: Optional[str]) -> str:
+    """The key of a peer in _held, _outq and _peers: its address, or with CURVE its
+    address and the server key it must prove (one socket per pair)."""
+    return addr if server_key is None else addr + "\0" + server_key
 
-    def __init__(self, addr: str, sock: zmq.Socket) -> None:
-        self.addr = addr
+
+def _split_key(pk: str) -> tuple[str, Optional[str]]:
+    addr, sep, key = pk.partition("\0")
+    return addr, (key if sep else None)
+
+
+class _Peer:
+    __slots__ = ("pk", "addr", "sock", "backlog")
+
+    def __init__(self, pk: str, sock: zmq.Socket) -> None:
+        self.pk = pk                      # _peer_key(): what _held and _peers use
+        self.addr = _split_key(pk)[0]     # the address: what logs and the ledger name
         self.sock = sock
         self.backlog: deque[bytes] = deque()
 
 
-# route(envelope) -> None when delivered, or (cause, reason) when it was not.
-Router = Callable[[wire.Envelope], Optional[tuple]]
+# route(envelope, client key or None) -> None when delivered, or (cause, reason) when it was
+# not. The key is the CURVE public key the sender authenticated with (None when CURVE is off).
+Router = Callable[[wire.Envelope, Optional[str]], Optional[tuple]]
 
 
 class Transport:
@@ -120,8 +139,10 @@ class Transport:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # senders waiting for backlog room
         self._waiting = 0
-        self._outq: deque[tuple[str, bytes]] = deque()
-        # addr -> messages accepted and not yet handed to ZeroMQ or recorded as lost
+        self._outq: deque[tuple[str, bytes]] = deque()  # (_peer_key, envelope)
+        # CURVE: keys and allow-list read now, so a bad file raises in Manager()
+        self.curve: Optional[Curve] = Curve(self._cfg.curve) if self._cfg.curve else None
+        # _peer_key -> messages accepted and not yet handed to ZeroMQ or recorded as lost
         # (in _outq or a peer's backlog). Entries at 0 are removed, so len() is the number
         # of peers with messages held, at most max_peers.
         self._held: dict[str, int] = {}
@@ -150,9 +171,17 @@ class Transport:
                 pull = ctx.socket(zmq.PULL)
                 pull.setsockopt(zmq.LINGER, 0)
                 pull.setsockopt(zmq.MAXMSGSIZE, self._cfg.max_message_bytes)
+                if self.curve is not None:  # before bind: the first client needs CURVE
+                    try:
+                        self.curve.start_server(ctx, pull, self._stats)
+                    except BaseException:
+                        pull.close(0)
+                        raise
                 try:
                     pull.bind(self.bind)
                 except zmq.ZMQError as exc:
+                    if self.curve is not None:
+                        self.curve.stop_monitor(pull)
                     pull.close(0)
                     raise OSError(exc.errno, f"cannot bind {self.bind!r}: {exc}") from None
                 self._pull = pull
@@ -164,10 +193,14 @@ class Transport:
             self._wake_tx.setsockopt(zmq.LINGER, 0)
             self._wake_tx.connect(addr)
         except BaseException:
+            if self.curve is not None and self._pull is not None:
+                self.curve.stop_monitor(self._pull)
             for s in (self._pull, self._wake_rx, self._wake_tx):
                 if s is not None:
                     s.close(0)
             self._pull = self._wake_rx = self._wake_tx = None
+            if self.curve is not None:
+                self.curve.stop()
             ctx.term()
             raise
         self._ctx = ctx
@@ -179,8 +212,11 @@ class Transport:
             if self._outq and not self._wake_pending:  # posted before start()
                 self._wake()
 
-    def post(self, endpoint: str, data: bytes, timeout: Optional[float] = None) -> Optional[str]:
-        """Admit one encoded envelope for ``endpoint``. Any thread but the transport's.
+    def post(self, endpoint: str, data: bytes, timeout: Optional[float] = None,
+             server_key: Optional[str] = None) -> Optional[str]:
+        """Admit one encoded envelope for ``endpoint`` (with CURVE: whose server must prove
+        ``server_key``; each (address, key) pair is a peer of its own). Any thread but the
+        transport's.
 
         Returns None when accepted: it will be handed to ZeroMQ, or recorded as not sent
         (``Stats.lost``, in the EndReport). Otherwise returns the cause (counted as a
@@ -190,7 +226,7 @@ class Transport:
         backlog is waited on until room appears, the time is up, or the transport stops;
         without, it never waits.
         """
-        addr = wire.connect_address(endpoint)
+        pk = _peer_key(wire.connect_address(endpoint), server_key)
         cfg = self._cfg
         held = self._held
         deadline = None
@@ -199,10 +235,10 @@ class Transport:
                 if self._closed:
                     cause = "transport_stopped"
                     break
-                n = held.get(addr, 0)
+                n = held.get(pk, 0)
                 if n < cfg.max_backlog and (n or len(held) < cfg.max_peers):
-                    held[addr] = n + 1
-                    self._outq.append((addr, data))
+                    held[pk] = n + 1
+                    self._outq.append((pk, data))
                     if not self._wake_pending and self._wake_tx is not None:
                         self._wake()
                     return None
@@ -238,15 +274,15 @@ class Transport:
             pass
 
     def _release(self, done: Counter) -> None:
-        """Transport thread: ``done[addr]`` held messages left our hands (sent or lost)."""
+        """Transport thread: ``done[pk]`` held messages left our hands (sent or lost)."""
         held = self._held
         with self._lock:
-            for addr, n in done.items():
-                left = held.get(addr, 0) - n
+            for pk, n in done.items():
+                left = held.get(pk, 0) - n
                 if left > 0:
-                    held[addr] = left
+                    held[pk] = left
                 else:
-                    held.pop(addr, None)
+                    held.pop(pk, None)
             if self._waiting:
                 self._room.notify_all()
 
@@ -287,6 +323,8 @@ class Transport:
             self._wake_tx.close(0)
             self._wake_tx = None
         flushed = True
+        if self.curve is not None:
+            self.curve.stop()  # its sockets live in the context
         if self._ctx is not None:
             self._ctx.term()  # waits up to linger_ms for the PUSH sockets the thread closed
             # Measured from when the thread closed them (their linger ran from there), so a
@@ -309,7 +347,7 @@ class Transport:
             items, self._outq = self._outq, deque()
             self._held.clear()
             self._room.notify_all()
-        lost = Counter(addr for addr, _ in items)
+        lost = Counter(_split_key(pk)[0] for pk, _ in items)
         for addr, n in lost.items():
             self._stats.lost(addr, cause, n)
 
@@ -343,6 +381,8 @@ class Transport:
                             deadline = time.monotonic() + self._cfg.linger_ms / 1000.0
                             if self._pull is not None:  # the actors are gone: stop reading
                                 poller.unregister(self._pull)
+                                if self.curve is not None:
+                                    self.curve.stop_monitor(self._pull)
                                 self._pull.close(0)
                                 self._pull = None
                     elif sock is self._pull:
@@ -365,9 +405,9 @@ class Transport:
             stopping = self._stopping
         if items:
             done: Counter = Counter()
-            for addr, data in items:
-                if self._send_held(addr, data):
-                    done[addr] += 1
+            for pk, data in items:
+                if self._send_held(pk, data):
+                    done[pk] += 1
             self._release(done)
         return stopping
 
@@ -375,57 +415,63 @@ class Transport:
         # One message per poll round: poll() said one is ready, so recv does not block,
         # and we never pay for a failing NOBLOCK recv. A burst is read one poll at a time,
         # which also lets outbound work interleave.
+        key = None
         try:
-            parts = self._pull.recv_multipart(zmq.NOBLOCK)
+            if self.curve is None:
+                parts = self._pull.recv_multipart(zmq.NOBLOCK)
+            else:  # the client key our ZAP handler authenticated: replies must ask for it
+                frames = self._pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                key = frames[0].get("User-Id")
+                parts = [f.bytes for f in frames]
         except zmq.ZMQError as exc:
             log.warning("recv failed: %s", exc)
             return
         self._stats.inc("frames_in")
         try:
-            self._on_frames(parts)
+            self._on_frames(parts, key)
         except Exception:  # the router or a message class misbehaved: survive it
             log.exception("error handling an inbound frame")
             self._stats.drop("internal_error")
 
-    def _on_frames(self, parts: list) -> None:
+    def _on_frames(self, parts: list, key: Optional[str] = None) -> None:
         if len(parts) != 1:
             self._stats.drop("multipart")
             err = wire.FrameError("multipart", "Multipart messages are not supported",
                                   wire.salvage(parts[0]))
-            self._reject(err)
+            self._reject(err, key)
             return
         try:
             env = wire.decode_frame(parts[0])
         except wire.FrameError as err:
             self._stats.drop(err.cause)
-            self._reject(err)
+            self._reject(err, key)
             return
-        failure = self._route(env)
+        failure = self._route(env, key)
         if failure is not None:
             cause, reason = failure
             self._stats.drop(cause)
             if reason is not None:
-                self._reject_env(env, reason)
+                self._reject_env(env, reason, key)
 
-    def _reject(self, err: wire.FrameError) -> None:
+    def _reject(self, err: wire.FrameError, key: Optional[str] = None) -> None:
         if err.replyable and err.message_type != "Reject":
             self._send_reject(err.sender_actor, err.sender_endpoint, err.message_type,
-                              err.reason, err.receiver)
+                              err.reason, err.receiver, key)
 
-    def _reject_env(self, env: wire.Envelope, reason: str) -> None:
+    def _reject_env(self, env: wire.Envelope, reason: str, key: Optional[str] = None) -> None:
         # Never answer a Reject with a Reject: two peers could bounce them forever.
         if env.replyable and env.message_type != "Reject":
             self._send_reject(env.sender_actor, env.sender_endpoint, env.message_type,
-                              reason, env.receiver)
+                              reason, env.receiver, key)
 
     def _send_reject(self, to_actor: str, to_endpoint: str, mtype: str, reason: str,
-                     rejected_by: str) -> None:
+                     rejected_by: str, key: Optional[str] = None) -> None:
         # Sender fields are null, as the peers send them: a Reject is not from an actor.
         # A Reject is ours, not a caller's: it is never held in a backlog (so every
         # backlog belongs to a peer admitted by post()), only handed to ZeroMQ or dropped.
         data = wire.encode(None, None, to_actor, "Reject",
                            {"message_type": mtype, "reason": reason, "rejected_by": rejected_by})
-        peer = self._peer(wire.connect_address(to_endpoint))
+        peer = self._peer(_peer_key(wire.connect_address(to_endpoint), key))
         if peer is None:
             self._stats.drop("bad_endpoint")
             return
@@ -440,46 +486,53 @@ class Transport:
         self._stats.inc("messages_out")
         self._stats.inc("rejects_sent")
 
-    def _peer(self, addr: str) -> Optional[_Peer]:
+    def _peer(self, pk: str) -> Optional[_Peer]:
         peers = self._peers
-        peer = peers.get(addr)
+        peer = peers.get(pk)
         if peer is not None:
-            peers.move_to_end(addr)
+            peers.move_to_end(pk)
             return peer
         if len(peers) >= self._cfg.max_peers and not self._evict_one():
             return None
         sock = self._ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, self._cfg.linger_ms)
         sock.setsockopt(zmq.SNDHWM, self._cfg.sndhwm)
+        addr, key = _split_key(pk)
+        # CURVE: the socket must prove our key pair and ask the peer to prove ``key``
+        if self.curve is not None and not self.curve.configure_client(sock, key):
+            sock.close(0)
+            log.warning("cannot connect to %r: CURVE is on and no valid server key is known "
+                        "(%r)", addr, key)
+            return None
         try:
             sock.connect(addr)
         except zmq.ZMQError as exc:
             sock.close(0)
             log.warning("cannot connect to %r: %s", addr, exc)
             return None
-        peer = _Peer(addr, sock)
-        peers[addr] = peer
+        peer = _Peer(pk, sock)
+        peers[pk] = peer
         return peer
 
     def _evict_one(self) -> bool:
         """Close the least recently used peer socket with nothing held. Such a peer always
         exists when post() admitted the message being sent (at most max_peers peers hold
         messages, the new one among them); for a Reject there may be none (False)."""
-        for addr, peer in self._peers.items():
+        for pk, peer in self._peers.items():
             if not peer.backlog:
-                del self._peers[addr]
+                del self._peers[pk]
                 peer.sock.close()  # ZeroMQ still gets linger_ms for what it holds
                 self._stats.inc("peers_closed")
                 self._evicted += 1
                 return True
         return False
 
-    def _send_held(self, addr: str, data: bytes) -> bool:
+    def _send_held(self, pk: str, data: bytes) -> bool:
         """Hand one admitted envelope to ZeroMQ, or hold it in the peer's backlog. True
         when it left our hands (sent, or recorded as lost); False when held."""
-        peer = self._peer(addr)
+        peer = self._peer(pk)
         if peer is None:
-            self._stats.lost(addr, "bad_endpoint")
+            self._stats.lost(_split_key(pk)[0], "bad_endpoint")
             return True
         if peer.backlog:  # keep FIFO behind what is already waiting
             peer.backlog.append(data)
@@ -491,8 +544,8 @@ class Transport:
             self._poller.register(peer.sock, zmq.POLLOUT)
             return False
         except zmq.ZMQError as exc:
-            log.warning("send to %r failed: %s", addr, exc)
-            self._stats.lost(addr, "send_error")
+            log.warning("send to %r failed: %s", peer.addr, exc)
+            self._stats.lost(peer.addr, "send_error")
             return True
         self._stats.inc("messages_out")
         return True
@@ -523,7 +576,7 @@ class Transport:
         if sent:
             self._stats.inc("messages_out", sent)
         if sent or lost:
-            self._release(Counter({peer.addr: sent + lost}))
+            self._release(Counter({peer.pk: sent + lost}))
         if not backlog:
             self._poller.unregister(sock)
 
@@ -543,6 +596,8 @@ class Transport:
         self._peers_at_close = len(self._peers) + self._evicted
         self._peers.clear()
         if self._pull is not None:
+            if self.curve is not None:
+                self.curve.stop_monitor(self._pull)
             self._pull.close(0)
             self._pull = None
         self._wake_rx.close(0)
