@@ -17,6 +17,7 @@ COUNTERS = (
     "handler_errors",    # exceptions raised by handlers (logged, actor keeps running)
     "unhandled",         # messages with no handler (on_unhandled was called)
     "timers_fired",      # Timeout messages delivered to a handler
+    "keys_ignored",      # unknown envelope keys and payload fields skipped (tolerated)
 )
 
 
