@@ -105,6 +105,9 @@ def decode_frame(frame: bytes) -> Envelope:
         obj = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise FrameError("bad_json", f"Malformed JSON: {exc}", salvage(frame)) from None
+    if "\\u" in text and _has_lone_surrogate(obj):  # as simdjson: a lone surrogate is no text
+        raise FrameError("bad_json", "Malformed JSON: a lone surrogate escape in a string",
+                         salvage(frame))
     if not isinstance(obj, dict):
         raise FrameError("not_object", "Envelope must be a JSON object")
     ignored = 0
@@ -127,6 +130,20 @@ def decode_frame(frame: bytes) -> Envelope:
     if not isinstance(message, dict):
         raise FrameError("bad_envelope", "Envelope key 'message' must be an object", obj)
     return Envelope(sa, se, receiver, mtype, message, ignored)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # Only asked when the frame holds a \u escape; bounded by the JSON nesting Python parsed.
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 # A string token (escapes skipped whole), a bracket, a colon or a comma; a lone quote is an
