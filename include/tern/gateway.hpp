@@ -120,6 +120,8 @@ struct GatewayStats {
   std::uint64_t peers_open = 0;         ///< PUSH sockets open
   std::uint64_t peers_evicted = 0;      ///< PUSH sockets closed to respect max_peers
   std::uint64_t backlog = 0;            ///< outbound frames waiting for a peer's HWM
+  /// unknown envelope keys and payload fields skipped in decoded frames (tolerated)
+  std::uint64_t keys_ignored = 0;
   std::array<std::uint64_t, kGatewayDropCauses> dropped{};  ///< by GatewayDrop
   // CURVE (GatewayConfig::curve); both stay 0 when it is off.
   std::uint64_t auth_denied = 0;        ///< handshakes refused: client key not on the allow-list

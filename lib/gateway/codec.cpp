@@ -52,6 +52,41 @@ const char* json_type_text(od::json_type jt, od::value& v) {
   return "value";
 }
 
+/// A bare `NaN`, `Infinity` or `-Infinity` token (Python's json.dumps writes them; they are
+/// not JSON, and simdjson refuses them): true and its value in `d`. Only asked on the slow
+/// path, after a typed read failed.
+bool nonfinite_token(od::value& v, double& d) {
+  std::string_view t = v.raw_json_token();
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\n' || t.back() == '\r' || t.back() == '\t'))
+    t.remove_suffix(1);
+  if (t == "NaN") {
+    d = std::numeric_limits<double>::quiet_NaN();
+  } else if (t == "Infinity") {
+    d = std::numeric_limits<double>::infinity();
+  } else if (t == "-Infinity") {
+    d = -std::numeric_limits<double>::infinity();
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/// The JSON type of `v` on a slow path (a typed read failed): simdjson types a value by its
+/// first byte, so a literal is read whole first (`nul` or `nan` is malformed JSON, not a
+/// null; `tru` not a bool).
+simdjson::error_code value_type(od::value& v, od::json_type& jt) {
+  if (auto e = v.type().get(jt)) return e;
+  if (jt == od::json_type::null) {
+    bool null = false;
+    if (auto e = v.is_null().get(null)) return e;
+    if (!null) return simdjson::N_ATOM_ERROR;
+  } else if (jt == od::json_type::boolean) {
+    bool b;
+    if (auto e = v.get_bool().get(b)) return e;
+  }
+  return simdjson::SUCCESS;
+}
+
 /// One decode step: ok, refused, or malformed JSON. The reason text goes to t_reason, so
 /// the success path carries no string.
 struct Status {
@@ -131,8 +166,14 @@ Status store_integer(std::int64_t x, Kind k, unsigned char* at, const Where& w) 
 
 /// The slow path: why `v` is not a number of kind `k`.
 Status diagnose_number(od::value& v, Kind k, unsigned char* at, const Where& w) {
+  double nf;
+  if (nonfinite_token(v, nf)) {  // tolerated: NaN / Infinity / -Infinity fill a float
+    if (k == Kind::f64) return store(at, nf), Status{};
+    if (k == Kind::f32) return store(at, static_cast<float>(nf)), Status{};
+    return bad(w.text() + " must be " + std::string(wire::to_string(k)) + ", got float");
+  }
   od::json_type jt;
-  if (auto e = v.type().get(jt)) return malformed(e);
+  if (auto e = value_type(v, jt)) return malformed(e);
   if (jt != od::json_type::number)
     return bad(w.text() + " must be " + std::string(wire::to_string(k)) + ", got " +
                json_type_text(jt, v));
@@ -146,8 +187,21 @@ Status diagnose_number(od::value& v, Kind k, unsigned char* at, const Where& w) 
   }
   od::number_type nt;
   if (auto e = v.get_number_type().get(nt)) return malformed(e);
-  if (nt == od::number_type::floating_point_number)
-    return bad(w.text() + " must be " + std::string(wire::to_string(k)) + ", got float");
+  if (nt == od::number_type::floating_point_number) {
+    // Tolerated: an integral float (1.0, -3.0, 1e3: Python float arithmetic writes them)
+    // fills an integer field within its range; a fractional one is refused.
+    double d;
+    if (v.get_double().get(d))  // beyond double's range (1e400)
+      return bad(w.text() + " is out of range for " + std::string(wire::to_string(k)));
+    if (std::trunc(d) != d)
+      return bad(w.text() + " must be " + std::string(wire::to_string(k)) + ", got float");
+    if (k == Kind::u64) {
+      if (d >= 0 && d < 0x1p64) return store(at, static_cast<std::uint64_t>(d)), Status{};
+    } else if (d >= -0x1p63 && d < 0x1p63) {
+      return store_integer(static_cast<std::int64_t>(d), k, at, w);
+    }
+    return bad(w.text() + " is out of range for " + std::string(wire::to_string(k)));
+  }
   if (nt == od::number_type::unsigned_integer) {  // >= 2^63
     std::uint64_t u;
     const std::string text = v.get_uint64().get(u) ? std::string("too large") : std::to_string(u);
@@ -193,8 +247,10 @@ std::size_t kind_size(Kind k) {
 
 /// Why `v` is not of the JSON type `want` ("string", "bool", ...).
 Status wrong_type(od::value& v, const Where& w, const std::string& want) {
+  double nf;
+  if (nonfinite_token(v, nf)) return bad(w.text() + " must be " + want + ", got float");
   od::json_type jt;
-  if (auto e = v.type().get(jt)) return malformed(e);
+  if (auto e = value_type(v, jt)) return malformed(e);
   return bad(w.text() + " must be " + want + ", got " + json_type_text(jt, v));
 }
 
@@ -313,6 +369,8 @@ std::size_t find_field(const WireType& t, od::field& fl, std::size_t hint, Statu
 /// refused like anywhere else (On-Demand checks only what it reads; skipping counts
 /// brackets). Nesting is bounded by max_depth, checked before parsing.
 Status validate_skipped(od::value v) {
+  double nf;
+  if (nonfinite_token(v, nf)) return {};  // NaN / Infinity / -Infinity, as in a float field
   od::json_type jt;
   if (auto e = v.type().get(jt)) return malformed(e);
   switch (jt) {
@@ -380,8 +438,10 @@ Status validate_skipped(od::value v) {
   return {};
 }
 
-Status decode_reject(od::object& obj, void* out) {
+Status decode_reject(od::object& obj, void* out, std::uint32_t& ignored) {
   static constexpr std::string_view kKeys[3] = {"message_type", "reason", "rejected_by"};
+  // Tolerated: the Java peer writes the Reject's keys in camelCase.
+  static constexpr std::string_view kCamel[3] = {"messageType", "reason", "rejectedBy"};
   bool seen[3] = {false, false, false};
   std::string parts[3];
   for (auto fr : obj) {
@@ -389,26 +449,29 @@ Status decode_reject(od::object& obj, void* out) {
     if (auto e = std::move(fr).get(fl)) return malformed(e);
     std::string_view key;
     if (auto e = fl.unescaped_key().get(key)) return malformed(e);
-    if (key != kKeys[0] && key != kKeys[1] && key != kKeys[2]) {
+    int i = 0;
+    while (i < 3 && key != kKeys[i] && key != kCamel[i]) ++i;
+    if (i == 3) {
       if (Status st = validate_skipped(fl.value()); !st.ok) return st;
+      ++ignored;
       continue;
     }
-    for (int i = 0; i < 3; ++i) {
-      if (key != kKeys[i]) continue;
-      if (seen[i]) return bad("Duplicate field '" + std::string(key) + "' for Reject");
-      seen[i] = true;
-      od::value v = fl.value();
-      std::string_view s;
-      const auto e = v.get_string().get(s);
-      if (e == simdjson::INCORRECT_TYPE) {
-        od::json_type jt;
-        if (auto e2 = v.type().get(jt)) return malformed(e2);
-        return bad("Field '" + std::string(kKeys[i]) + "' for Reject must be string, got " +
-                   json_type_text(jt, v));
-      }
-      if (e) return malformed(e);
-      parts[i].assign(s);  // the parser's string buffer is reused by the next field
+    if (seen[i]) return bad("Duplicate field '" + std::string(kKeys[i]) + "' for Reject");
+    seen[i] = true;
+    od::value v = fl.value();
+    std::string_view s;
+    const auto e = v.get_string().get(s);
+    if (e == simdjson::INCORRECT_TYPE) {
+      double nf;
+      if (nonfinite_token(v, nf))
+        return bad("Field '" + std::string(kKeys[i]) + "' for Reject must be string, got float");
+      od::json_type jt;
+      if (auto e2 = value_type(v, jt)) return malformed(e2);
+      return bad("Field '" + std::string(kKeys[i]) + "' for Reject must be string, got " +
+                 json_type_text(jt, v));
     }
+    if (e) return malformed(e);
+    parts[i].assign(s);  // the parser's string buffer is reused by the next field
   }
   for (int i = 0; i < 3; ++i)
     if (!seen[i]) return bad("Missing field '" + std::string(kKeys[i]) + "' for Reject");
@@ -416,8 +479,9 @@ Status decode_reject(od::object& obj, void* out) {
   return {};
 }
 
-Status decode_object(const WireType& t, od::object& obj, void* out) {
-  if (t.is_reject) return decode_reject(obj, out);
+/// Decodes a payload object; `ignored` counts the keys the type does not declare.
+Status decode_object(const WireType& t, od::object& obj, void* out, std::uint32_t& ignored) {
+  if (t.is_reject) return decode_reject(obj, out, ignored);
   t.construct(out);
   auto* base = static_cast<unsigned char*>(out);
   std::uint64_t seen = 0;
@@ -434,6 +498,7 @@ Status decode_object(const WireType& t, od::object& obj, void* out) {
     if (i == std::string_view::npos) {  // extra fields are ignored, once they are read
       st = validate_skipped(fl.value());
       if (!st.ok) break;
+      ++ignored;
       continue;
     }
     hint = i + 1;
@@ -582,17 +647,19 @@ template bool encode_payload<Buffer>(const WireType&, const void*, Buffer&, std:
 // ---- decode ---------------------------------------------------------------------------------
 
 DecodeStatus decode_payload(const WireType& t, od::object obj, void* out) {
-  return to_public(decode_object(t, obj, out));
+  std::uint32_t ignored = 0;
+  return to_public(decode_object(t, obj, out, ignored));
 }
 
 PayloadStatus decode_payload_text(od::parser& parser, const WireType& t, std::string_view json,
-                                  std::size_t capacity, void* out) {
+                                  std::size_t capacity, void* out, std::uint32_t* ignored) {
+  std::uint32_t none = 0;
   od::document doc;
   if (auto e = parser.iterate(json.data(), json.size(), capacity).get(doc))
     return to_payload(malformed(e));
   od::object obj;
   if (auto e = doc.get_object().get(obj)) return to_payload(malformed(e));
-  const Status st = decode_object(t, obj, out);
+  const Status st = decode_object(t, obj, out, ignored ? *ignored : none);
   if (st.ok && doc.current_location().error() != simdjson::OUT_OF_BOUNDS) {
     destroy_message(*t.info, out);
     return PayloadStatus{false, true, "Malformed JSON: trailing content"};
@@ -788,7 +855,7 @@ bool FrameDecoder::decode_envelope(std::size_t size, const wire::Registry& reg, 
 
   Envelope& env = r.env;
   unsigned seen = 0;
-  std::string_view unexpected, duplicate;
+  std::string_view duplicate;
   int type_error = -1;  // first envelope key with a wrong type
   const auto mistyped = [&](int k) {
     if (type_error < 0 || k < type_error) type_error = k;
@@ -802,7 +869,12 @@ bool FrameDecoder::decode_envelope(std::size_t size, const wire::Registry& reg, 
       if (auto e = fl.unescaped_key().get(key)) return json_error(e);
       k = key_index(key);
       if (k < 0) {
-        if (unexpected.empty()) unexpected = key;
+        // Tolerated: an unknown envelope key is ignored (counted), once its value is read.
+        if (Status st = validate_skipped(fl.value()); !st.ok) {
+          cleanup();
+          return fail(GatewayDrop::bad_json, std::move(t_reason), data, size);
+        }
+        ++r.ignored;
         continue;
       }
     }
@@ -822,7 +894,7 @@ bool FrameDecoder::decode_envelope(std::size_t size, const wire::Registry& reg, 
       if (e) return json_error(e);
       if (r.type) {
         // message_type came first (the Python peer's order, and ours): decode in place.
-        const Status st = decode_object(*r.type, m, out);
+        const Status st = decode_object(*r.type, m, out, r.ignored);
         if (st.malformed) return fail(GatewayDrop::bad_json, std::move(t_reason), data, size);
         payload.decoded = st.ok;
         payload.failed = !st.ok;
@@ -881,11 +953,10 @@ bool FrameDecoder::decode_envelope(std::size_t size, const wire::Registry& reg, 
     r.type = nullptr;
     return false;
   };
-  for (int k = 0; k < kKeys; ++k)
+  // Tolerated: missing sender keys read as null (the Java peer omits null keys).
+  for (int k = kReceiver; k < kKeys; ++k)
     if (!(seen & (1u << k)))
       return envelope_error("Missing envelope key '" + std::string(kKeyNames[k]) + "'");
-  if (!unexpected.empty())
-    return envelope_error("Unexpected envelope key '" + std::string(unexpected) + "'");
   if (!duplicate.empty())
     return envelope_error("Duplicate envelope key '" + std::string(duplicate) + "'");
   if (type_error >= 0) {

@@ -25,7 +25,7 @@ template <class Buf>
 bool encode_payload(const wire::WireType& t, const void* msg, Buf& out, std::string* error);
 
 /// Decodes `obj` as type `t` into `out` (a default-constructed message is built there first
-/// and destroyed again on failure). Extra fields are ignored.
+/// and destroyed again on failure). Extra fields are ignored (once their values are read).
 wire::DecodeStatus decode_payload(const wire::WireType& t, od::object obj, void* out);
 
 /// A payload decode: ok, refused with a reason naming the field, or malformed JSON.
@@ -36,9 +36,11 @@ struct PayloadStatus {
 };
 
 /// Decodes a payload held in a padded buffer: `json` must have SIMDJSON_PADDING readable
-/// bytes after it (capacity counts from json.data()).
+/// bytes after it (capacity counts from json.data()). Adds the keys the type does not
+/// declare (ignored) to `*ignored` when given.
 PayloadStatus decode_payload_text(od::parser& parser, const wire::WireType& t,
-                                       std::string_view json, std::size_t capacity, void* out);
+                                  std::string_view json, std::size_t capacity, void* out,
+                                  std::uint32_t* ignored = nullptr);
 
 /// The envelope's top-level string fields. Views point into the decoder's buffers and stay
 /// valid until the next decode.
@@ -59,6 +61,7 @@ struct FrameResult {
   std::string reason;                       ///< the Reject reason when cause != count_
   Envelope env;                             ///< what could be read (also on failure)
   const wire::WireType* type = nullptr;     ///< the registered type (decoded fine)
+  std::uint32_t ignored = 0;  ///< unknown envelope keys and payload fields skipped (tolerated)
   bool ok() const noexcept { return cause == GatewayDrop::count_; }
 };
 
@@ -120,6 +123,7 @@ const FrameResult& FrameDecoder::decode(const char* data, std::size_t size,
   r_.reason.clear();
   r_.env = Envelope{};
   r_.type = nullptr;
+  r_.ignored = 0;
   payload_.decoded = payload_.failed = payload_.deferred = false;
   if (size == 0) {
     fail(GatewayDrop::empty, "Empty frame", data, 0);
@@ -155,7 +159,8 @@ const FrameResult& FrameDecoder::decode(const char* data, std::size_t size,
   } else if (payload_.deferred) {
     const std::size_t offset = static_cast<std::size_t>(payload_.raw.data() - buf_.data());
     PayloadStatus st =
-        decode_payload_text(payload_parser_, *r_.type, payload_.raw, buf_.size() - offset, out);
+        decode_payload_text(payload_parser_, *r_.type, payload_.raw, buf_.size() - offset, out,
+                            &r_.ignored);
     if (!st.ok) {
       r_.cause = st.malformed ? GatewayDrop::bad_json : GatewayDrop::bad_payload;
       r_.reason.swap(st.reason);

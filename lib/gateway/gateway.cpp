@@ -161,7 +161,7 @@ struct Gateway::Impl {
   // ---- counters: written by the gateway thread, read by anyone ------------------------
   std::atomic<std::uint64_t> frames_in{0}, messages_in{0}, messages_out{0}, rejects_sent{0},
       rejects_received{0}, inbound_waits{0}, senders_untracked{0}, peers_open{0},
-      peers_evicted{0}, backlog_frames{0};
+      peers_evicted{0}, backlog_frames{0}, keys_ignored{0};
   std::array<std::atomic<std::uint64_t>, kGatewayDropCauses> drops{};
 
   void drop(GatewayDrop d, std::uint64_t n = 1) noexcept {
@@ -514,6 +514,8 @@ struct Gateway::Impl {
       send_reject(r.env, r.reason);
       return;
     }
+    if (r.ignored) [[unlikely]]
+      bump(keys_ignored, r.ignored);
     ActorRef from;
     if (r.env.replyable()) {
       if (const std::uint32_t idx =
@@ -705,6 +707,7 @@ GatewayStats Gateway::stats() const noexcept {
   s.peers_open = rd(m.peers_open);
   s.peers_evicted = rd(m.peers_evicted);
   s.backlog = rd(m.backlog_frames);
+  s.keys_ignored = rd(m.keys_ignored);
   for (std::size_t i = 0; i < kGatewayDropCauses; ++i) s.dropped[i] = rd(m.drops[i]);
   s.auth_denied = m.curve.denied();
   s.handshakes_failed = m.curve.handshakes_failed();

@@ -408,9 +408,12 @@ class Manager:
         if spec is None:
             return "unknown_type", f"Unknown message type: {env.message_type}"
         try:
-            msg = spec.build(env.message)
+            msg, ignored = spec.build_counted(env.message)
         except PayloadError as exc:
             return "bad_payload", str(exc)
+        ignored += env.ignored
+        if ignored:
+            self._stats.inc("keys_ignored", ignored)
         sender: Optional[ActorRef] = None
         if env.replyable:
             sender = RemoteActorRef(env.sender_actor, env.sender_endpoint, self, server_key)

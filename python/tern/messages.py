@@ -3,8 +3,9 @@
 A message is a plain Python object. ``@register_message`` makes a class known to the
 wire codec under its class name; the payload on the wire is the object's attributes.
 Decoding checks the incoming payload against the class's constructor (or dataclass
-fields) *before* calling it, so a peer that sends a missing, unexpected or mistyped
-field gets a precise reason instead of crashing anything.
+fields) *before* calling it, so a peer that sends a missing or mistyped field gets a
+precise reason instead of crashing anything; fields the class does not take are ignored
+(counted), as by the C++ gateway.
 """
 
 from __future__ import annotations
@@ -284,16 +285,34 @@ class _MessageSpec:
 
     def build(self, payload: dict) -> Any:
         """Check ``payload`` and construct the message; raises PayloadError."""
+        return self.build_counted(payload)[0]
+
+    def build_counted(self, payload: dict) -> tuple[Any, int]:
+        """(message, number of payload keys ignored). The tolerant rule shared with the C++
+        gateway (docs/gateway.md): fields the class does not take are ignored, an integral
+        float fills an ``int`` field, a Reject's camelCase keys are its snake_case ones.
+        Raises PayloadError."""
         fields = self.fields
+        ignored = 0
+        aliases = _KEY_ALIASES.get(self.name)
+        if aliases is not None:
+            payload = _unalias(payload, aliases, self.name)
         if not self.var_kw:
-            for key in payload:
-                if key not in fields:
-                    raise PayloadError(f"Unexpected field '{key}' for {self.name}")
+            extra = [key for key in payload if key not in fields]
+            if extra:
+                payload = {k: v for k, v in payload.items() if k in fields}
+                ignored = len(extra)
         for key in fields:
             if key in self.required and key not in payload:
                 raise PayloadError(f"Missing field '{key}' for {self.name}")
         for key, limit in self.limits.items():
             if key in payload:
+                value = payload[key]
+                if type(value) is float and not limit.array:  # the tolerant rule on decode
+                    if limit.kind in _INT_RANGES and value.is_integer():
+                        payload[key] = int(value)  # an integral float fills an int field
+                    elif limit.kind in ("float", "double") and not math.isfinite(value):
+                        continue  # a bare NaN/Infinity fills a float field, as in C++
                 reason, _ = limit.check(self.name, key, payload[key])
                 if reason is not None:
                     raise PayloadError(reason)
@@ -312,14 +331,34 @@ class _MessageSpec:
                 if want is float and got is int:
                     payload[key] = float(value)  # JSON does not distinguish 1 from 1.0
                     continue
+                if want is int and got is float and value.is_integer():
+                    payload[key] = int(value)  # 1.0, -3.0, 1e3: Python float arithmetic
+                    continue
                 raise PayloadError(
                     f"Field '{key}' for {self.name} must be {_CHECKED_TYPES[want]}, "
                     f"got {_JSON_NAMES.get(got, got.__name__)}"
                 )
         try:
-            return self.cls(**payload)
+            return self.cls(**payload), ignored
         except Exception as exc:  # the class's own validation refused it
             raise PayloadError(f"Invalid payload for {self.name}: {exc}") from None
+
+
+# Payload keys other peers spell differently, per wire type: the Java peer writes a Reject's
+# keys in camelCase.
+_KEY_ALIASES = {"Reject": {"messageType": "message_type", "rejectedBy": "rejected_by"}}
+
+
+def _unalias(payload: dict, aliases: dict, type_name: str) -> dict:
+    if not any(k in payload for k in aliases):
+        return payload
+    out = {}
+    for key, value in payload.items():
+        name = aliases.get(key, key)
+        if name in out:
+            raise PayloadError(f"Duplicate field '{name}' for {type_name}")
+        out[name] = value
+    return out
 
 
 def register_message(cls: Optional[type] = None, *, name: Optional[str] = None,

@@ -21,6 +21,7 @@ COUNTERS = (
     "zmq_unflushed_at_end",  # end() found ZeroMQ still holding messages after its linger
     "auth_denied",       # CURVE: handshakes refused, client key not on the allow-list
     "handshakes_failed",  # CURVE: handshakes failed before authentication (no CURVE, wrong key)
+    "keys_ignored",      # unknown envelope keys and payload fields skipped (tolerated)
 )
 
 # Peers named in the unsent ledger; beyond this, further peers are summed under one key.

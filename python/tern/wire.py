@@ -1,12 +1,15 @@
 """The JSON envelope: encoding ours, and checking every inbound frame as untrusted.
 
 See docs/python.md and the shared wire-protocol page. One ZeroMQ frame holds one UTF-8
-JSON object with exactly five keys.
+JSON object with five keys. Decoding follows the tolerant rule shared with the C++ gateway
+(docs/gateway.md, "Tolerant decoding"): missing sender keys read as null, unknown keys
+are ignored (counted), bare NaN / Infinity / -Infinity are numbers.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Optional
 
 __all__ = ["ENVELOPE_KEYS", "Envelope", "FrameError", "encode", "decode_frame", "connect_address"]
@@ -37,15 +40,17 @@ _encoder = json.JSONEncoder(allow_nan=False, default=_encode_default)
 class Envelope:
     """A checked inbound envelope (all five keys present with the right types)."""
 
-    __slots__ = ENVELOPE_KEYS
+    __slots__ = ENVELOPE_KEYS + ("ignored",)
 
     def __init__(self, sender_actor: Optional[str], sender_endpoint: Optional[str],
-                 receiver: str, message_type: str, message: dict) -> None:
+                 receiver: str, message_type: str, message: dict, ignored: int = 0) -> None:
         self.sender_actor = sender_actor
         self.sender_endpoint = sender_endpoint
         self.receiver = receiver
         self.message_type = message_type
         self.message = message
+        #: unknown envelope keys skipped (tolerated; counted as keys_ignored on delivery)
+        self.ignored = ignored
 
     @property
     def replyable(self) -> bool:
@@ -104,10 +109,6 @@ def encode(sender_actor: Optional[str], sender_endpoint: Optional[str], receiver
     }).encode("utf-8")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def decode_frame(frame: bytes) -> Envelope:
     """Check one frame and return its Envelope; raises FrameError, never anything else."""
     if not frame:
@@ -115,20 +116,24 @@ def decode_frame(frame: bytes) -> Envelope:
     try:
         text = frame.decode("utf-8")  # strict: json.loads(bytes) would guess UTF-16/32
     except UnicodeDecodeError:
-        raise FrameError("invalid_utf8", "Frame is not valid UTF-8") from None
+        raise FrameError("invalid_utf8", "Frame is not valid UTF-8", salvage(frame)) from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        # Bare NaN / Infinity / -Infinity (what json.dumps writes) are accepted as floats.
+        obj = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise FrameError("bad_json", f"Malformed JSON: {exc}") from None
+        raise FrameError("bad_json", f"Malformed JSON: {exc}", salvage(frame)) from None
+    if "\\u" in text and _has_lone_surrogate(obj):  # as simdjson: a lone surrogate is no text
+        raise FrameError("bad_json", "Malformed JSON: a lone surrogate escape in a string",
+                         salvage(frame))
     if not isinstance(obj, dict):
         raise FrameError("not_object", "Envelope must be a JSON object")
+    ignored = 0
     if len(obj) != 5 or obj.keys() != _KEYSET:
-        for key in ENVELOPE_KEYS:
+        for key in ENVELOPE_KEYS[2:]:  # absent sender keys read as null (Java omits nulls)
             if key not in obj:
                 raise FrameError("bad_envelope", f"Missing envelope key '{key}'", obj)
-        extra = sorted(k for k in obj if k not in _KEYSET)
-        raise FrameError("bad_envelope", f"Unexpected envelope key '{extra[0]}'", obj)
-    sa, se = obj["sender_actor"], obj["sender_endpoint"]
+        ignored = sum(1 for k in obj if k not in _KEYSET)
+    sa, se = obj.get("sender_actor"), obj.get("sender_endpoint")
     receiver, mtype, message = obj["receiver"], obj["message_type"], obj["message"]
     if sa is not None and not isinstance(sa, str):
         raise FrameError("bad_envelope", "Envelope key 'sender_actor' must be a string or null", obj)
@@ -141,15 +146,65 @@ def decode_frame(frame: bytes) -> Envelope:
         raise FrameError("bad_envelope", "Envelope key 'message_type' must be a string", obj)
     if not isinstance(message, dict):
         raise FrameError("bad_envelope", "Envelope key 'message' must be an object", obj)
-    return Envelope(sa, se, receiver, mtype, message)
+    return Envelope(sa, se, receiver, mtype, message, ignored)
 
 
-def salvage(frame: bytes) -> Any:
-    """Best-effort parse of a frame that is being dropped anyway (for its sender fields)."""
-    try:
-        return json.loads(frame.decode("utf-8"), parse_constant=_reject_constant)
-    except Exception:
-        return None
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # Only asked when the frame holds a \u escape; bounded by the JSON nesting Python parsed.
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+# A string token (escapes skipped whole), a bracket, a colon or a comma; a lone quote is an
+# unterminated string and ends the scan.
+_SCAN_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|"', re.S)
+_SCAN_LIMIT = 1 << 20  # as the C++ gateway: a bounded scan of the first 1 MiB
+_SALVAGED = ("sender_actor", "sender_endpoint", "receiver", "message_type")
+
+
+def salvage(frame: bytes) -> dict:
+    """The top-level string values of the envelope keys of a frame that is being dropped
+    anyway, found by a bounded byte scan (no parse), each UTF-8 without escapes: enough to
+    address a Reject. The same scan as the C++ gateway's salvage_envelope."""
+    data = bytes(frame[:_SCAN_LIMIT])
+    found: dict = {}
+    start = len(data) - len(data.lstrip(b" \t\r\n"))
+    if start >= len(data) or data[start:start + 1] != b"{":
+        return found
+    depth, expect_key, key = 1, True, None
+    for m in _SCAN_TOKEN.finditer(data, start + 1):
+        tok = m.group()
+        c = tok[:1]
+        if c == b'"':
+            if len(tok) == 1:
+                break  # never closed
+            if depth == 1:
+                if expect_key:
+                    key = tok[1:-1]
+                elif key is not None and b"\\" not in key and b"\\" not in tok:
+                    name = key.decode("ascii", "replace")
+                    if name in _SALVAGED:
+                        try:
+                            found[name] = tok[1:-1].decode("utf-8")
+                        except UnicodeDecodeError:
+                            pass
+        elif c in (b"{", b"["):
+            depth += 1
+        elif c in (b"}", b"]"):
+            depth -= 1
+            if depth == 0:
+                break
+        elif depth == 1:
+            expect_key = c == b","
+    return found
 
 
 def connect_address(endpoint: str) -> str:

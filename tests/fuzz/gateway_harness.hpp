@@ -12,7 +12,8 @@
 //   - every frame the gateway sends is a well-formed envelope (a Reject: exactly its three
 //     string fields, from a null sender);
 //   - with strict_json (on by default; TERN_FUZZ_STRICT_JSON=0 turns it off): every frame
-//     delivered is valid JSON.
+//     delivered is valid JSON (plus the bare NaN / Infinity / -Infinity tokens the gateway
+//     tolerates, docs/gateway.md).
 // check_serving() additionally sends a valid Ping and waits for the Pong.
 //
 // Endpoints: the literal text "ipc://@SINK" in an input is replaced by the sink's endpoint
@@ -173,7 +174,9 @@ class Target : public Actor {
     std::string json, why;
     const wire::WireType* t = reg_.find(T::message_id);
     if (!reg_.encode_payload(*t, &m, json, &why)) {
-      note(std::string("a decoded ") + std::string(T::wire_name) + " does not encode: " + why);
+      // NaN / Infinity are tolerated on the way in but never written (encode_failed).
+      if (why.find("is not a finite number") == std::string::npos)
+        note(std::string("a decoded ") + std::string(T::wire_name) + " does not encode: " + why);
     } else {
       T back;
       const wire::DecodeStatus st = reg_.decode(json, back);
@@ -193,9 +196,9 @@ class Target : public Actor {
 
 // ---- an independent JSON check -----------------------------------------------------------
 
-/// True when `text` is one JSON value per RFC 8259 (grammar only: numbers of any size, any
-/// \u escape) in UTF-8. Written here, not taken from simdjson, so it can judge the gateway's
-/// use of simdjson. Recursive: callers bound the nesting first (the gateway's max_depth).
+/// True when `text` is one JSON value per RFC 8259 plus bare NaN / Infinity / -Infinity
+/// (grammar only: numbers of any size, any \u escape) in UTF-8. Written here, not taken from
+/// simdjson, so it can judge the gateway's use of simdjson. Recursive: callers bound the nesting first (the gateway's max_depth).
 class JsonGrammar {
  public:
   static bool valid(std::string_view text) {
@@ -294,6 +297,10 @@ class JsonGrammar {
     if (at('t')) return literal("true");
     if (at('f')) return literal("false");
     if (at('n')) return literal("null");
+    // Tolerated by the gateway (docs/gateway.md): Python's bare NaN / Infinity / -Infinity.
+    if (at('N')) return literal("NaN");
+    if (at('I')) return literal("Infinity");
+    if (literal("-Infinity")) return true;
     return number();
   }
   const char* p_;

@@ -156,3 +156,18 @@ def test_an_inbound_payload_outside_the_limits_is_rejected_with_the_same_reason(
     msg = coll.wait_for(1)[0][0]
     assert msg.u8 == 255 and msg.f == 2.0 and type(msg.f) is float
     wait_until(lambda: mgr.stats()["dropped"].get("bad_payload") == 1, what="bad_payload")
+
+
+def test_inbound_limits_follow_the_tolerant_rule():
+    # docs/python.md: an integral float fills an int field (then its range is checked), a
+    # bare NaN/Infinity fills a scalar float field, as the C++ gateway reads them
+    from tern.messages import PayloadError, _spec_for
+    spec = _spec_for("Limited")
+    msg, ignored = spec.build_counted(json.loads(
+        '{"i32": 3.0, "u64": 1e3, "d": NaN, "f": -Infinity, "extra": 1}'))
+    assert (msg.i32, msg.u64, ignored) == (3, 1000, 1) and type(msg.i32) is int
+    assert msg.d != msg.d and msg.f == float("-inf")
+    with pytest.raises(PayloadError, match="out of range for int8: 128"):
+        spec.build({"i8": 128.0})
+    with pytest.raises(PayloadError, match="must be int32, got float 1.5"):
+        spec.build({"i32": 1.5})
