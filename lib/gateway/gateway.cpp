@@ -683,17 +683,15 @@ struct Gateway::Impl {
   /// (forgotten). 0 only when every slot has used up its generations.
   std::uint32_t learn(std::string_view actor, std::string_view endpoint, std::string connect) {
     std::uint32_t idx = 0;
-    if (!learnt_free.empty()) {
-      idx = learnt_free.back();
-      learnt_free.pop_back();
-    } else if (learnt_next < cfg.max_remotes) {
+    if (learnt_free.empty() && learnt_next < cfg.max_remotes) {
       idx = cfg.max_remotes + 1 + learnt_next++;
-    } else if (const std::uint32_t victim = remote_lru.back()) {
-      forget(victim);
+    } else {
+      // forgetting a slot at its last generation retires it: forget until one is free
+      while (learnt_free.empty() && remote_lru.back()) forget(remote_lru.back());
+      if (learnt_free.empty()) return 0;
       idx = learnt_free.back();
       learnt_free.pop_back();
     }
-    if (!idx) return 0;
     const std::uint32_t slot = idx - cfg.max_remotes - 1;
     auto r = std::make_unique<Remote>();
     r->handle = idx | (learnt_gen[slot] << index_bits);
@@ -712,12 +710,12 @@ struct Gateway::Impl {
     const std::uint32_t slot = idx - cfg.max_remotes - 1;
     std::unique_ptr<Remote>& r = learnt[slot];
     remote_lru.remove(idx);
-    key.clear();
-    key.append(r->name).push_back('\0');
-    key.append(r->endpoint);
-    if (auto it = sender_cache.find(std::string_view(key.data(), key.size()));
-        it != sender_cache.end())
-      sender_cache.erase(it);
+    // not `key`: the caller (sender_index_slow) still holds the newcomer's key there
+    std::string k;
+    k.reserve(r->name.size() + 1 + r->endpoint.size());
+    k.append(r->name).push_back('\0');
+    k.append(r->endpoint);
+    if (auto it = sender_cache.find(k); it != sender_cache.end()) sender_cache.erase(it);
     if (last_sender == r->handle) last_sender = 0;
     remotes[idx].store(nullptr, std::memory_order_release);
     remote_peer[idx] = 0;
