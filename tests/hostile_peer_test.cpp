@@ -390,6 +390,7 @@ TEST_CASE("after 4,000 frames carrying 60 KB names or endpoints resident memory 
   // 4,000 in the release build (sanitizer builds divide it by TERN_TEST_SCALE)
   const int frames = static_cast<int>(tern::test::scaled(4000));
   for (int i = 0; i < frames; ++i) {
+    CAPTURE(i);
     const std::string n = std::to_string(1'000'000 + i);  // every one distinct
     big.replace(0, n.size(), n);
     switch (i % 4) {

@@ -1021,14 +1021,18 @@ struct Gateway::Impl {
     // mailbox, whose only consumer is this thread.
     if (cfg.inline_dispatch && !to.is_remote() && to.actor() != &self) {
       detail::ThreadCtx& me = detail::tl_ctx;
+      // counted first: the handler's replies leave before it returns, and a peer that got
+      // one must find this message counted (taken back below if the actor was busy)
+      const std::uint64_t n = messages_in.load(std::memory_order_relaxed);
+      messages_in.store(n + 1, std::memory_order_relaxed);
       me.direct_gateway = &self;
       const bool ran = Runtime::try_run_inline(*to.actor(), info, staging, from, &me);
       me.direct_gateway = nullptr;
       if (ran) {
         destroy_message(info, staging);
-        bump(messages_in);
         return;
       }
+      messages_in.store(n, std::memory_order_relaxed);
     }
     const SendResult r = to.try_send_erased(info, staging, from);
     if (r == SendResult::ok) [[likely]] {
