@@ -386,7 +386,9 @@ TEST_CASE("after 4,000 frames carrying 60 KB names or endpoints resident memory 
   Client c(node.gw->endpoint(), 8);  // a short send queue: this process holds few frames
   REQUIRE(node.legit_round_trip(1));
   const std::size_t before = rss_bytes();
-  std::string big(60 * 1000, 'n');
+  // 60 KB names in the release build; 2 KB under sanitizers (still over the 256-byte limit),
+  // where TSan's checks of libzmq's (uninstrumented) buffers make large frames crawl
+  std::string big(kCheckRss ? 60 * 1000 : 2000, 'n');
   // 4,000 in the release build (sanitizer builds divide it by TERN_TEST_SCALE)
   const int frames = static_cast<int>(tern::test::scaled(4000));
   for (int i = 0; i < frames; ++i) {
