@@ -296,6 +296,11 @@ void Actor::forward_remote(const MessageInfo& info, const void*, std::uint32_t, 
                name_.c_str(), static_cast<int>(info.name.size()), info.name.data());
 }
 
+SendResult Actor::forward_direct(const MessageInfo&, const void*, std::uint32_t,
+                                 ActorRef) noexcept {
+  return SendResult::closed;  // only a gateway sets ThreadCtx::direct_gateway
+}
+
 std::string_view Actor::remote_name(std::uint32_t) const noexcept { return {}; }
 
 void Actor::run_thread(Wake wake, std::uint32_t spin_limit,

@@ -106,6 +106,11 @@ class Actor {
   /// Gateway hook: a message addressed to remote peer `peer` behind this actor.
   virtual void forward_remote(const MessageInfo& info, const void* msg, std::uint32_t peer,
                               ActorRef from);
+  /// Gateway hook: the same, called on the gateway's own thread by a handler it runs inline
+  /// (instead of queueing into its own mailbox, which only that thread drains). Never
+  /// blocks; ok when handed on, no_target for a forgotten peer, closed when dropped.
+  virtual SendResult forward_direct(const MessageInfo& info, const void* msg, std::uint32_t peer,
+                                    ActorRef from) noexcept;
   /// Gateway hook: the name of remote peer `peer` behind this actor.
   virtual std::string_view remote_name(std::uint32_t peer) const noexcept;
 
@@ -236,6 +241,8 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
     return SendResult::no_target;
   Actor& a = *actor_;
   const std::uint32_t remote = remote_;
+  if (remote && detail::tl_ctx.direct_gateway == &a) [[unlikely]]
+    return send_direct(a, info, construct, remote, from);
   const bool stamp = a.mailbox_.stamps();
   const detail::PushStatus st = a.mailbox_.push(
       [&](detail::Slot& s) noexcept {
@@ -250,6 +257,16 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
   if (st != detail::PushStatus::ok) [[unlikely]]
     detail::count_refused(a, st);
   return detail::to_send_result(st);
+}
+
+template <class Construct>
+SendResult ActorRef::send_direct(Actor& gw, const MessageInfo& info, Construct& construct,
+                                 std::uint32_t remote, ActorRef from) noexcept {
+  alignas(kMaxMessageAlign) unsigned char buf[kMaxMessageBytes];
+  construct(static_cast<void*>(buf));
+  const SendResult r = gw.forward_direct(info, buf, remote, from);
+  destroy_message(info, buf);
+  return r;
 }
 
 template <class T>

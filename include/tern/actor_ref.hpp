@@ -132,6 +132,11 @@ class ActorRef {
   template <class Construct>
   SendResult push_with(const MessageInfo& info, Construct&& construct, ActorRef from,
                        bool priority) const noexcept;
+  /// A send from a handler a gateway runs inline, to a remote ref behind that gateway: built
+  /// on the stack and handed to the gateway right here (ThreadCtx::direct_gateway).
+  template <class Construct>
+  static SendResult send_direct(Actor& gw, const MessageInfo& info, Construct& construct,
+                                std::uint32_t remote, ActorRef from) noexcept;
 
   Actor* actor_ = nullptr;
   std::uint32_t remote_ = 0;
