@@ -30,6 +30,11 @@ void count_refused(Actor& a, PushStatus st) noexcept {
   Runtime::count_refused(a, st);
 }
 
+void fast_send_threw(Actor& a, const MessageInfo& info, FastReply& r) noexcept {
+  Runtime::note_handler_exception(a, info);
+  r.reset(FastStatus::handler_threw);
+}
+
 void backoff(std::uint32_t& round) noexcept {
   // Spin first (the consumer is usually about to free a slot), then yield, then sleep with
   // a growing pause capped at send_max_sleep_us: a blocked producer costs little CPU.
@@ -386,6 +391,7 @@ std::string_view to_string(FastStatus s) noexcept {
     case FastStatus::closed: return "closed";
     case FastStatus::remote: return "remote";
     case FastStatus::no_target: return "no_target";
+    case FastStatus::handler_threw: return "handler_threw";
   }
   return "?";
 }

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -389,4 +390,49 @@ TEST_CASE("an spsc mailbox's one producer is an actor, wherever its handler runs
   REQUIRE(wait_until([&] { return c->count.load() == 2 * each + 1; }, std::chrono::seconds(60)));
   mgr.end();
   CHECK(c->got == r->sent);  // every relayed message once, in the order the handler ran
+}
+
+namespace {
+struct Boom {
+  static constexpr MessageId message_id = 960;
+  bool reply_first = false;
+};
+class Thrower : public Actor {
+ public:
+  Thrower() {
+    handle<&Thrower::on_boom>();
+    handle<&Thrower::on_ping>();
+  }
+  void on_boom(const Boom& b) {
+    if (b.reply_first) (void)reply(Pong{1});
+    throw std::runtime_error("boom from the handler");
+  }
+  void on_ping(const Ping& m) { (void)reply(Pong{m.count}); }
+};
+}  // namespace
+
+TEST_CASE("fast_send to a handler that throws returns handler_threw, counts it, and the actor lives") {
+  Manager mgr;
+  auto* t = new Thrower;
+  ActorRef ref = mgr.manage("thrower", std::unique_ptr<Actor>(t));
+  mgr.init();
+  FastReply r = ref.fast_send(Boom{});
+  CHECK(r.status() == FastStatus::handler_threw);
+  CHECK_FALSE(r);
+  CHECK(r.info() == nullptr);
+  // a reply made before the throw is dropped: the caller sees only the failure
+  FastReply r2 = ref.fast_send(Boom{true});
+  CHECK(r2.status() == FastStatus::handler_threw);
+  CHECK(r2.get<Pong>() == nullptr);
+  CHECK(t->stats().handler_exceptions == 2);
+  CHECK(t->stats().fast_sends == 2);
+  // the exclusion lock was released: fast_send and the actor's own thread both still work
+  FastReply r3 = ref.fast_send(Ping{5});
+  REQUIRE(r3.get<Pong>() != nullptr);
+  CHECK(r3.get<Pong>()->count == 5);
+  CHECK(ref.try_send(Boom{}) == SendResult::ok);  // the queued path: logged and counted too
+  REQUIRE(wait_until([&] { return t->stats().handler_exceptions == 3; }));
+  CHECK(ref.fast_send(Ping{6}).get<Pong>()->count == 6);
+  mgr.end();
+  CHECK(to_string(FastStatus::handler_threw) == "handler_threw");
 }

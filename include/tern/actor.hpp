@@ -212,6 +212,9 @@ inline SendResult to_send_result(PushStatus st) noexcept {
                                   : SendResult::closed;
 }
 void count_refused(Actor& a, PushStatus st) noexcept;
+/// Inside fast_send's catch block: logs and counts the exception like a queued handler's,
+/// drops any reply and sets FastStatus::handler_threw.
+void fast_send_threw(Actor& a, const MessageInfo& info, FastReply& r) noexcept;
 void backoff(std::uint32_t& round) noexcept;
 }  // namespace detail
 
@@ -312,7 +315,11 @@ FastReply ActorRef::fast_send(T&& msg, ActorRef from) const noexcept {
   a.cur_ = Actor::Current{from.actor_, from.remote_, &r};
   me->current = &a;
   const U& m = msg;
-  a.dispatch(message_info_v<U>, &m);
+  try {
+    a.dispatch(message_info_v<U>, &m);
+  } catch (...) {
+    detail::fast_send_threw(a, message_info_v<U>, r);
+  }
   me->current = saved_current;
   a.cur_ = saved;
   a.handled_.store(a.handled_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -27,6 +27,8 @@ enum class FastStatus : std::uint8_t {
   closed,    ///< the target has stopped
   remote,    ///< fast_send needs a local actor; remote refs take send()
   no_target, ///< empty ActorRef
+  handler_threw,  ///< the handler threw: logged and counted (stats().handler_exceptions)
+                  ///< like a queued message's; any reply it made is dropped
 };
 
 std::string_view to_string(SendResult r) noexcept;
@@ -69,6 +71,12 @@ class FastReply {
     status_ = FastStatus::ok;
   }
   void set_status(FastStatus s) noexcept { status_ = s; }
+  /// Runtime use: drop any reply and set the status (a handler that threw).
+  void reset(FastStatus s) noexcept {
+    if (info_) destroy_message(*info_, buf_);
+    info_ = nullptr;
+    status_ = s;
+  }
 
  private:
   FastStatus status_ = FastStatus::no_reply;
@@ -106,6 +114,8 @@ class ActorRef {
   /// Runs the target's handler for `msg` in the calling thread, mutually excluded with the
   /// target's own thread, and returns its reply. Blocks while the target is busy. Detects
   /// fast_send cycles (A -> B -> A) and returns FastStatus::deadlock instead of hanging.
+  /// A handler that throws is logged and counted (stats().handler_exceptions) as on the
+  /// queued path, the lock is released, and the caller gets FastStatus::handler_threw.
   template <class T>
   FastReply fast_send(T&& msg, ActorRef from = current()) const noexcept;
 
