@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -435,4 +436,82 @@ TEST_CASE("fast_send to a handler that throws returns handler_threw, counts it, 
   CHECK(ref.fast_send(Ping{6}).get<Pong>()->count == 6);
   mgr.end();
   CHECK(to_string(FastStatus::handler_threw) == "handler_threw");
+}
+
+namespace {
+struct Held {
+  static constexpr MessageId message_id = 970;
+  static inline std::atomic<int> live{0};
+  std::unique_ptr<int> owned;
+  Held() : owned(std::make_unique<int>(1)) { ++live; }
+  Held(Held&& o) noexcept : owned(std::move(o.owned)) { ++live; }
+  ~Held() { --live; }
+};
+// Copying may throw (on demand); moving never does.
+struct Fragile {
+  static constexpr MessageId message_id = 971;
+  static inline bool fail = false;
+  int n = 0;
+  explicit Fragile(int v) : n(v) {}
+  Fragile(const Fragile& o) : n(o.n) {
+    if (fail) throw std::runtime_error("Fragile copy failed");
+  }
+  Fragile(Fragile&& o) noexcept = default;
+};
+class FragileSink : public Actor {
+ public:
+  FragileSink() {
+    handle<&FragileSink::on_fragile>();
+    handle<&FragileSink::on_ping>();
+  }
+  void on_fragile(const Fragile& f) { got.push_back(f.n); }
+  void on_ping(const Ping&) {
+    const Fragile f{77};
+    (void)reply(f);  // an lvalue reply: copied, and the copy may throw
+  }
+  std::vector<int> got;
+};
+}  // namespace
+
+TEST_CASE("messages still queued when an actor is destroyed are destroyed with it") {
+  Held::live = 0;
+  {
+    Manager mgr;  // never started: nothing ever handles them
+    ActorRef ref = mgr.manage("holder", std::make_unique<Echo>());
+    for (int i = 0; i < 5; ++i) CHECK(ref.try_send(Held{}) == SendResult::ok);
+    CHECK(ref.try_send_priority(Held{}) == SendResult::ok);
+    CHECK(Held::live == 6);
+  }
+  CHECK(Held::live == 0);
+}
+
+TEST_CASE("an lvalue send whose copy throws reaches the caller before any slot is claimed") {
+  static_assert(!noexcept(std::declval<ActorRef&>().try_send(std::declval<Fragile&>())));
+  static_assert(noexcept(std::declval<ActorRef&>().try_send(std::declval<Fragile&&>())));
+  static_assert(noexcept(std::declval<ActorRef&>().try_send(std::declval<Ping&>())));
+  Manager mgr;
+  auto* sink = new FragileSink;
+  ActorRef ref = mgr.manage("fragile", std::unique_ptr<Actor>(sink), {}, MailboxConfig{4});
+  const Fragile f{1};
+  Fragile::fail = true;
+  CHECK_THROWS_AS((void)ref.try_send(f), std::runtime_error);
+  CHECK_THROWS_AS((void)ref.send(f), std::runtime_error);
+  CHECK_THROWS_AS((void)ref.try_send_priority(f), std::runtime_error);
+  CHECK_THROWS_AS((void)ref.send_priority(f), std::runtime_error);
+  CHECK(sink->stats().depth == 0);  // nothing claimed, nothing half-sent
+  CHECK(ref.try_send(Fragile{2}) == SendResult::ok);  // an rvalue is moved: never throws
+  Fragile::fail = false;
+  CHECK(ref.try_send(f) == SendResult::ok);
+  mgr.init();
+  REQUIRE(wait_until([&] { return sink->stats().handled == 2; }));
+  // a handler whose lvalue reply throws: counted like any handler exception
+  Fragile::fail = true;
+  CHECK(ref.fast_send(Ping{}).status() == FastStatus::handler_threw);
+  Fragile::fail = false;
+  FastReply r = ref.fast_send(Ping{});
+  REQUIRE(r.get<Fragile>() != nullptr);
+  CHECK(r.get<Fragile>()->n == 77);
+  mgr.end();
+  CHECK(sink->got == std::vector<int>{2, 1});
+  CHECK(sink->stats().handler_exceptions == 1);
 }

@@ -83,8 +83,9 @@ class Actor {
   ActorRef sender() const noexcept { return ActorRef(cur_.sender, cur_.sender_remote); }
   /// Answers the current message's sender: into its mailbox, or into the FastReply when this
   /// handler runs from fast_send. Blocks like send() if the sender's mailbox is full.
+  /// Not noexcept only for an lvalue whose copy may throw (see ActorRef::try_send).
   template <class T>
-  SendResult reply(T&& msg) noexcept;
+  SendResult reply(T&& msg) noexcept(detail::nothrow_send_v<T>);
   /// Asks the Manager to return from run(). Any handler.
   void terminate() noexcept;
   /// Called for a message type with no handler. Default: counts it (stats().unhandled).
@@ -256,12 +257,20 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
 }
 
 template <class T>
-SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const noexcept {
+SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const
+    noexcept(detail::nothrow_send_v<T>) {
   using U = std::remove_cvref_t<T>;
   static_assert(check_message<U>());
-  return push_with(
-      message_info_v<U>, [&](void* p) noexcept { ::new (p) U(std::forward<T>(msg)); }, from,
-      priority);
+  if constexpr (!detail::nothrow_send_v<T>) {
+    // why: the slot is filled inside a noexcept publish; a copy that may throw is made
+    // here, before a slot is claimed, so its exception leaves nothing half-sent.
+    U copy(std::forward<T>(msg));
+    return push(std::move(copy), from, priority);
+  } else {
+    return push_with(
+        message_info_v<U>, [&](void* p) noexcept { ::new (p) U(std::forward<T>(msg)); }, from,
+        priority);
+  }
 }
 
 inline SendResult ActorRef::try_send_erased(const MessageInfo& info, void* obj, ActorRef from,
@@ -271,31 +280,44 @@ inline SendResult ActorRef::try_send_erased(const MessageInfo& info, void* obj, 
 }
 
 template <class T>
-SendResult ActorRef::try_send(T&& msg, ActorRef from) const noexcept {
+SendResult ActorRef::try_send(T&& msg, ActorRef from) const
+    noexcept(detail::nothrow_send_v<T>) {
   return push(std::forward<T>(msg), from, false);
 }
 template <class T>
-SendResult ActorRef::try_send_priority(T&& msg, ActorRef from) const noexcept {
+SendResult ActorRef::try_send_priority(T&& msg, ActorRef from) const
+    noexcept(detail::nothrow_send_v<T>) {
   return push(std::forward<T>(msg), from, true);
 }
 
 template <class T>
-SendResult ActorRef::send(T&& msg, ActorRef from) const noexcept {
-  std::uint32_t round = 0;
-  for (;;) {
-    // `msg` is moved into a slot only when one was claimed, so retrying with it is safe.
-    const SendResult r = push(std::forward<T>(msg), from, false);
-    if (r != SendResult::full) return r;
-    detail::backoff(round);
+SendResult ActorRef::send(T&& msg, ActorRef from) const noexcept(detail::nothrow_send_v<T>) {
+  if constexpr (!detail::nothrow_send_v<T>) {
+    std::remove_cvref_t<T> copy(std::forward<T>(msg));  // once, before any slot is claimed
+    return send(std::move(copy), from);
+  } else {
+    std::uint32_t round = 0;
+    for (;;) {
+      // `msg` is moved into a slot only when one was claimed, so retrying with it is safe.
+      const SendResult r = push(std::forward<T>(msg), from, false);
+      if (r != SendResult::full) return r;
+      detail::backoff(round);
+    }
   }
 }
 template <class T>
-SendResult ActorRef::send_priority(T&& msg, ActorRef from) const noexcept {
-  std::uint32_t round = 0;
-  for (;;) {
-    const SendResult r = push(std::forward<T>(msg), from, true);
-    if (r != SendResult::full) return r;
-    detail::backoff(round);
+SendResult ActorRef::send_priority(T&& msg, ActorRef from) const
+    noexcept(detail::nothrow_send_v<T>) {
+  if constexpr (!detail::nothrow_send_v<T>) {
+    std::remove_cvref_t<T> copy(std::forward<T>(msg));  // once, before any slot is claimed
+    return send_priority(std::move(copy), from);
+  } else {
+    std::uint32_t round = 0;
+    for (;;) {
+      const SendResult r = push(std::forward<T>(msg), from, true);
+      if (r != SendResult::full) return r;
+      detail::backoff(round);
+    }
   }
 }
 
@@ -329,7 +351,7 @@ FastReply ActorRef::fast_send(T&& msg, ActorRef from) const noexcept {
 }
 
 template <class T>
-SendResult Actor::reply(T&& msg) noexcept {
+SendResult Actor::reply(T&& msg) noexcept(detail::nothrow_send_v<T>) {
   if (cur_.reply_sink) {
     cur_.reply_sink->set(std::forward<T>(msg));
     return SendResult::ok;

@@ -77,6 +77,16 @@ inline void destroy_message(const MessageInfo& info, void* obj) noexcept {
   if (info.destroy) info.destroy(obj);
 }
 
+namespace detail {
+/// Can a send of `T&&` construct the message in its slot without a copy that may throw?
+/// Always for rvalues (MessageType requires a nothrow move); for an lvalue, when the copy
+/// constructor is noexcept. Otherwise the send copies first, before a slot is claimed, and
+/// that copy's exception reaches the caller (the send is then not noexcept).
+template <class T>
+inline constexpr bool nothrow_send_v =
+    std::is_nothrow_constructible_v<std::remove_cvref_t<T>, T&&>;
+}  // namespace detail
+
 /// Checks a user message type against the slot limits, with readable errors.
 template <class T>
 constexpr bool check_message() {

@@ -63,13 +63,19 @@ class Ring {
   Ring() = default;
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
-  ~Ring() { std::free(slots_); }
+  /// Destroys the messages still in the ring (accepted, never consumed), then the slots.
+  /// No producer or consumer may run any more.
+  ~Ring() {
+    destroy_pending();
+    std::free(slots_);
+  }
 
   /// Allocates the slots. Set-up only (before any producer or consumer runs).
   void init(std::uint32_t capacity) {
     const std::uint32_t n = round_capacity(capacity);
     void* mem = std::aligned_alloc(kCacheLine, sizeof(Slot) * n);
     if (!mem) throw std::bad_alloc();
+    destroy_pending();
     std::free(slots_);
     slots_ = static_cast<Slot*>(mem);
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -158,6 +164,19 @@ class Ring {
   std::uint32_t capacity() const noexcept { return static_cast<std::uint32_t>(mask_ + 1); }
 
  private:
+  /// Destroys every published message from the consumer's position on (they were accepted
+  /// and never handled: an actor that never started, or a ring torn down with work left).
+  /// Published positions are exactly those whose seq is position + 1, so the walk stops at
+  /// the first slot not published for this lap. Single-threaded (destructor, set-up).
+  void destroy_pending() noexcept {
+    if (!slots_) return;
+    for (std::uint64_t pos = c_.next; pos - c_.next <= mask_; ++pos) {
+      Slot& s = slots_[pos & mask_];
+      if (s.seq.load(std::memory_order_acquire) != pos + 1) break;
+      destroy_message(*s.info, s.payload);
+    }
+  }
+
   template <class Fill>
   void publish(std::uint64_t pos, Fill&& fill, bool sc) noexcept {
     // why: when the consumer keeps up it polls the very slot we write next, so each write
