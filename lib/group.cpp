@@ -152,6 +152,7 @@ void Group::prepare() {
 
 void Group::start() {
   if (running_) return;
+  check_message_ids();  // two message types with one id: throws naming both
   running_ = true;
   prepare();
   phase_.store(0);

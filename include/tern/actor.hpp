@@ -124,7 +124,7 @@ class Actor {
 
   using Thunk = void (*)(Actor&, const void*);
   struct Entry {
-    MessageId id;
+    const MessageInfo* info;  ///< the handled type (nullptr: empty entry)
     Thunk fn;
   };
   struct Current {
@@ -133,19 +133,24 @@ class Actor {
     FastReply* reply_sink = nullptr;
   };
 
-  void add_handler(MessageId id, std::string_view type, Thunk fn);
+  void add_handler(const MessageInfo& info, Thunk fn);
   void rebuild_table();
   std::uint32_t slot_of(MessageId id) const noexcept {
     return (id ^ (id >> shift_)) & mask_;
   }
-  /// Runs the handler of one message (caller holds the exclusion lock).
+  /// Runs the handler of one message (caller holds the exclusion lock). The entry is found
+  /// by id but matched by type: a message of another type with the same id is never handed
+  /// to this handler.
   void dispatch(const MessageInfo& info, const void* msg) {
     const Entry& e = table_[slot_of(info.id)];
-    if (e.id == info.id) [[likely]]
+    if (e.info == &info) [[likely]]
       e.fn(*this, msg);
     else
-      unhandled(info, msg);
+      dispatch_other(e, info, msg);
   }
+  /// Not the entry's MessageInfo object: the same type through a second copy of its
+  /// MessageInfo (same_type), or unhandled.
+  void dispatch_other(const Entry& e, const MessageInfo& info, const void* msg);
   void unhandled(const MessageInfo& info, const void* msg);
 
   // exclusion lock: held by the thread running a handler of this actor
@@ -185,7 +190,6 @@ class Actor {
   std::atomic<std::uint64_t> handler_exceptions_{0};
   std::vector<Entry> entries_;
   std::vector<Entry> table_storage_;
-  std::vector<std::pair<MessageId, std::string>> registered_;
   std::string name_;
   Manager* manager_ = nullptr;
   Group* group_ = nullptr;
@@ -225,8 +229,8 @@ void Actor::handle() {
   using C = typename Traits::Class;
   using M = typename Traits::Msg;
   static_assert(std::is_base_of_v<Actor, C>, "handle<&C::f>: C must derive from tern::Actor");
-  static_assert(MessageType<M>, "handler parameter must be a tern message type");
-  add_handler(M::message_id, type_name<M>(), [](Actor& self, const void* msg) {
+  static_assert(check_message_layout<M>());  // add_handler registers it (throws on a clash)
+  add_handler(message_info_v<M>, [](Actor& self, const void* msg) {
     (static_cast<C&>(self).*Fn)(*static_cast<const M*>(msg));
   });
 }

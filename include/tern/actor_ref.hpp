@@ -51,11 +51,13 @@ class FastReply {
   FastStatus status() const noexcept { return status_; }
   /// True when the handler replied.
   explicit operator bool() const noexcept { return status_ == FastStatus::ok; }
-  /// The reply as T, or nullptr when there is none or it is another type.
+  /// The reply as T, or nullptr when there is none or it is another type (compared by
+  /// type, not by id: another type with T's id is not T).
   template <MessageType T>
   const T* get() const noexcept {
-    return info_ && info_->id == T::message_id ? std::launder(reinterpret_cast<const T*>(buf_))
-                                               : nullptr;
+    return info_ == &message_info_v<T> || (info_ && same_type(*info_, message_info_v<T>))
+               ? std::launder(reinterpret_cast<const T*>(buf_))
+               : nullptr;
   }
   /// Type of the reply, or nullptr.
   const MessageInfo* info() const noexcept { return info_; }

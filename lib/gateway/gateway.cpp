@@ -423,7 +423,7 @@ struct Gateway::Impl {
   void forward(const MessageInfo& info, const void* msg, std::uint32_t target, ActorRef from) {
     const Remote* r = remote_at(target);
     const wire::WireType* t = reg.find(info.id);
-    if (!r || !t) [[unlikely]] {
+    if (!r || !t || !same_type(*t->info, info)) [[unlikely]] {  // by type, not id alone
       drop(GatewayDrop::unregistered_type);
       return;
     }
