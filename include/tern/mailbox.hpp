@@ -49,7 +49,7 @@ class Mailbox {
  public:
   /// Set-up only.
   void configure(const MailboxConfig& cfg, Actor* owner, const char* owner_name) {
-    normal_.init(cfg.capacity);
+    normal_.init(cfg.capacity, cfg.kind);
     priority_.init(Tuning::priority_capacity);
     ro_.kind = cfg.kind;
     ro_.owner = owner;

@@ -924,7 +924,7 @@ struct Gateway::Impl {
       return SendResult::no_target;
     }
     const wire::WireType* t = reg.find(info.id);
-    if (!t) [[unlikely]] {
+    if (!t || !same_type(*t->info, info)) [[unlikely]] {  // by type, not id alone
       drop(GatewayDrop::unregistered_type);
       return SendResult::closed;
     }
