@@ -3,9 +3,10 @@
 // Transcribed like ring_model.hpp: real member names, and every `// =` line is a line of
 // the real file (checked by tests/scripts/test_relacy_mirror.py).
 //
-// The futex is Relacy's own model of FUTEX_WAIT/FUTEX_WAKE (rl::rl_futex): a wait
-// returns at once when the word no longer holds the expected value, may wake spuriously,
-// and a thread that waits with no one left to wake it is reported as a deadlock. Relacy's
+// The futex is Relacy's model of FUTEX_WAIT/FUTEX_WAKE: a wait returns at once when the
+// word no longer holds the expected value (compare and sleep are one step), it does not
+// wake spuriously here (see futex_wait), and a thread left waiting is a deadlock (or,
+// when another thread spins waiting for it, a livelock). Relacy's
 // futex word is an atomic<int>; the real one is a std::atomic<std::uint32_t>.
 //
 // Seeded bugs:
@@ -13,6 +14,8 @@
 //   TERN_RL_BUG_RELEASE_PUBLISH    (ring_model.hpp) a producer publishes with release even
 //                                  though the consumer may park: the Dekker pair with the
 //                                  sleep flag loses its seq_cst
+//   TERN_RL_BUG_NO_TURN_RECHECK    finish_turn clears "scheduled" without looking for work
+//                                  that arrived during the turn
 //   TERN_RL_BUG_NO_SECOND_LOOK     priority_front takes the hint down without looking at
 //                                  the lane again
 #pragma once
@@ -23,8 +26,21 @@ namespace tern_model {
 enum class Notify { none, futex, group };
 enum class MailboxKind { mpsc, spsc };
 
+/// FUTEX_WAIT as Relacy's rl_futex models it (a full fence, then compare and sleep as one
+/// step), except that it never wakes spuriously: the real one may (EINTR) and every caller
+/// re-checks, but liveness must not depend on it, and a model whose sleepers may wake at
+/// any time hides every lost wake-up.
 inline void futex_wait(rl::atomic<int>& word, int expected) {
-  rl::rl_futex(&word, rl::RL_FUTEX_WAIT, expected, nullptr, nullptr, 0, $);
+  rl::context& c = rl::ctx();
+  c.sched();
+  c.atomic_thread_fence_seq_cst();
+  int v;
+  {
+    rl::preemption_disabler pd(c);
+    v = word.load(rl::mo_acquire, $);
+  }
+  if (v != expected) return;
+  word.wait(c, false, false, $);
 }
 inline void futex_wake_one(rl::atomic<int>& word) {
   rl::rl_futex(&word, rl::RL_FUTEX_WAKE, 1, nullptr, nullptr, 0, $);
@@ -34,15 +50,17 @@ inline void futex_wake_one(rl::atomic<int>& word) {
 template <unsigned N, unsigned P>
 class Mailbox {
  public:
-  using ReadyFn = void (*)(void* group);
+  using ReadyFn = void (*)(void* group, void* actor);
 
-  void configure(MailboxKind kind, Notify notify, ReadyFn ready = nullptr, void* group = nullptr) {
+  void configure(MailboxKind kind, Notify notify, ReadyFn ready = nullptr, void* group = nullptr,
+                 void* owner = nullptr) {
     normal_.init();
     priority_.init();
     ro_.kind = kind;
     ro_.notify = notify;
     ro_.ready = ready;
     ro_.group = group;
+    ro_.owner = owner;
     sleep_.word.store(0, memory_order_relaxed);
     sleep_.scheduled.store(false, memory_order_relaxed);
     sleep_.priority_hint.store(0, memory_order_relaxed);
@@ -99,6 +117,8 @@ class Mailbox {
     priority_.close();  // =
   }
 
+  std::uint64_t depth() const { return normal_.depth() + priority_.depth(); }  // =
+
   // ---- parking ----
   // mirrors include/tern/mailbox.hpp
   template <class Cancel>
@@ -129,6 +149,9 @@ class Mailbox {
   // mirrors include/tern/mailbox.hpp
   bool finish_turn() {
     sleep_.scheduled.store(false, memory_order_seq_cst);  // =
+#ifdef TERN_RL_BUG_NO_TURN_RECHECK
+    return false;  // seeded bug: work that arrived during the turn is not looked for
+#endif
     if (empty_sc_hinted()) return false;  // =
     return !sleep_.scheduled.exchange(true, memory_order_seq_cst);  // =
   }
@@ -145,7 +168,7 @@ class Mailbox {
           sleep_.word.exchange(0, memory_order_seq_cst) == 1)  // =
         wake_parked();  // =
     } else if (try_mark_scheduled()) {  // =
-      ro_.ready(ro_.group);
+      ro_.ready(ro_.group, ro_.owner);  // =
     }
   }
   void wake_parked() { futex_wake_one(sleep_.word); }  // the eventfd path: see docs
@@ -169,6 +192,7 @@ class Mailbox {
   struct ReadMostly {
     MailboxKind kind = MailboxKind::mpsc;
     Notify notify = Notify::none;
+    void* owner = nullptr;
     ReadyFn ready = nullptr;
     void* group = nullptr;
   };

@@ -80,7 +80,7 @@ struct GroupTurns : rl::test_suite<GroupTurns, 3> {
   Mailbox<2, 2> mb;
   Received<2> rx;
   rl::atomic<int> queued;  // entries of this actor in the run queue
-  static void ready(void* self) {
+  static void ready(void* self, void*) {
     auto* t = static_cast<GroupTurns*>(self);
     const int before = t->queued.fetch_add(1, memory_order_acq_rel);
     RL_ASSERT(before == 0);  // an actor is in the run queue at most once
@@ -100,7 +100,7 @@ struct GroupTurns : rl::test_suite<GroupTurns, 3> {
         }
         queued.fetch_sub(1, memory_order_acq_rel);  // pop
         drain(mb, rx, 1);                            // one message per turn: batch = 1
-        if (mb.finish_turn()) ready(this);           // push_ready(a)
+        if (mb.finish_turn()) ready(this, nullptr);           // push_ready(a)
       }
     }
   }

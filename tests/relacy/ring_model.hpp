@@ -112,6 +112,11 @@ class Ring {
   bool drained() const {
     return (p_.tail.load(memory_order_acquire) & ~kClosed) == c_.next;  // =
   }
+  std::uint64_t depth() const {
+    const std::uint64_t t = p_.tail.load(memory_order_relaxed) & ~kClosed;  // =
+    const std::uint64_t h = c_.head.load(memory_order_relaxed);  // =
+    return t > h ? t - h : 0;  // =
+  }
   /// The tail word as a whole (tests look at the closed bit).
   std::uint64_t tail_word() const { return p_.tail.load(memory_order_seq_cst); }
 
@@ -121,7 +126,7 @@ class Ring {
     Slot& s = slots_[pos & mask_];  // =
     fill(s);  // =
 #ifdef TERN_RL_BUG_RELEASE_PUBLISH
-    if (false)  // seeded bug: release even when the consumer may park
+    if ((void)sc, false)  // seeded bug: release even when the consumer may park
 #else
     if (sc)  // =
 #endif
