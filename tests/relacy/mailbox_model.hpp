@@ -54,7 +54,7 @@ class Mailbox {
 
   void configure(MailboxKind kind, Notify notify, ReadyFn ready = nullptr, void* group = nullptr,
                  void* owner = nullptr) {
-    normal_.init();
+    normal_.init(kind == MailboxKind::spsc);  // runtime-api 002e4c5
     priority_.init();
     ro_.kind = kind;
     ro_.notify = notify;

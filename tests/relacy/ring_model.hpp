@@ -40,7 +40,9 @@ class Ring {
   static constexpr std::uint64_t kClosed = 1ull << 63;
 
   // mirrors include/tern/detail/ring.hpp
-  void init() {
+  /// spsc: the claim discipline (runtime-api 002e4c5: Ring::init(capacity, kind)).
+  void init(bool spsc = false) {
+    spsc_ = spsc;
     for (unsigned i = 0; i < N; ++i) {
       slots_[i].seq.store(0, memory_order_relaxed);
       slots_[i].payload($) = 0;
@@ -56,6 +58,7 @@ class Ring {
   // mirrors include/tern/detail/ring.hpp
   template <class Fill>
   PushStatus push_mpsc(Fill&& fill, bool sc) {
+    RL_ASSERT(!spsc_);
     std::uint64_t pos = p_.tail.load(memory_order_relaxed);  // =
     for (;;) {
       if (pos & kClosed) return PushStatus::closed;  // =
@@ -75,6 +78,7 @@ class Ring {
   // mirrors include/tern/detail/ring.hpp
   template <class Fill>
   PushStatus push_spsc(Fill&& fill, bool sc) {
+    RL_ASSERT(spsc_);
     const std::uint64_t pos = p_.tail.load(memory_order_relaxed);  // =
     if (closed_.load(memory_order_relaxed)) return PushStatus::closed;  // =
     if (pos - p_.head_cache.load(memory_order_relaxed) > mask_) {  // =
@@ -106,7 +110,10 @@ class Ring {
   }
   void close() {
     closed_.store(true, memory_order_seq_cst);  // =
-    p_.tail.fetch_or(kClosed, memory_order_seq_cst);  // =
+    // runtime-api 002e4c5: only an mpsc ring's tail carries the closed bit (an spsc
+    // producer's plain tail store would erase it). Not marked: main's ring.hpp sets the
+    // bit on both kinds, harmlessly, since nothing reads it on an spsc ring.
+    if (!spsc_) p_.tail.fetch_or(kClosed, memory_order_seq_cst);
   }
   bool closed() const { return closed_.load(memory_order_acquire); }  // =
   bool drained() const {
@@ -152,6 +159,7 @@ class Ring {
   std::uint64_t mask_ = 0;
   Slot slots_[N];
   rl::atomic<bool> closed_;
+  bool spsc_ = false;
 };
 
 }  // namespace tern_model

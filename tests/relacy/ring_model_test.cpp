@@ -31,7 +31,7 @@ PushStatus push(R& r, bool spsc, int msg) {
 struct SpscFifo : rl::test_suite<SpscFifo, 2> {
   Ring<2> ring;
   Received<1> rx;
-  void before() { ring.init(); }
+  void before() { ring.init(true); }
   void thread(unsigned index) {
     if (index == 0) {
       for (int i = 0; i < 4; ++i)
@@ -120,7 +120,7 @@ struct SpscClose : rl::test_suite<SpscClose, 3> {
   int accepted = 0;
   bool after_ack_refused = true;
   void before() {
-    ring.init();
+    ring.init(true);
     phase.store(0, memory_order_relaxed);
     ack.store(0, memory_order_relaxed);
   }
@@ -164,6 +164,8 @@ struct SpscClose : rl::test_suite<SpscClose, 3> {
   void after() {
     RL_ASSERT(rx.total == accepted);
     RL_ASSERT(after_ack_refused);
+    RL_ASSERT(ring.closed());
+    RL_ASSERT((ring.tail_word() & Ring<2>::kClosed) == 0);  // an spsc tail never has it
   }
 };
 
