@@ -79,7 +79,7 @@ class Mailbox {
       st = normal_.push_mpsc(static_cast<Fill&&>(fill), sc);  // =
     }
     if (high_priority && st == PushStatus::ok) [[unlikely]]  // =
-      sleep_.priority_hint.store(1, memory_order_release);  // =
+      (void)sleep_.priority_hint.exchange(1, memory_order_release);  // =
     if (st == PushStatus::ok && sc) notify();  // =
     return st;  // =
   }
@@ -185,7 +185,11 @@ class Mailbox {
 #ifdef TERN_RL_BUG_NO_SECOND_LOOK
     return nullptr;  // seeded bug
 #else
-    return priority_.front();  // =
+    Slot* s = priority_.front();  // =
+#ifndef TERN_RL_BUG_NO_REHINT  // seeded bug: the hint stays down after the second look
+    if (s) sleep_.priority_hint.fetch_or(1, memory_order_relaxed);  // =
+#endif
+    return s;  // =
 #endif
   }
 

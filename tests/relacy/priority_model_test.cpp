@@ -48,20 +48,17 @@ struct PriorityHint : rl::test_suite<PriorityHint<How>, 3> {
 // again against producers' publish-then-raise, with nothing in the normal lane to hide a
 // mistake.
 //
-// KNOWN BUG in the current code (docs/concurrency.md, "Priority hint"): Relacy finds a
-// LIVELOCK here, so this model expects one and fails the day the code is fixed (then drop
-// the expectation). Two ways a priority message is stranded with the hint down:
+// This model found a bug (fixed in include/tern/mailbox.hpp; docs/concurrency.md, "Priority
+// hint"): two ways a priority message was stranded with the hint down for a spinning or
+// yielding consumer:
 //   1. plain interleaving: the consumer finds the lane empty, two messages are published
 //      and raised, the consumer clears the hint, its second look returns the first of
-//      them; the next front() sees the hint down and never looks at the second;
-//   2. C++ memory model: the hint is raised with plain release stores, so the consumer's
-//      clearing exchange synchronises only with the last raise; an earlier producer's
-//      slot publish may still be invisible to the second look.
-// A consumer that parks recovers (empty_sc_hinted raises the hint again); one that spins
-// or yields (Wake::spin, Wake::yield) does not until the next priority send. A fix
-// checked with this model: raise the hint with an RMW (exchange(1, release)) in push, and
-// in priority_front, when the second look finds a message, raise it again with an RMW
-// (fetch_or(1, relaxed)) so the consumer keeps looking until it sees the lane empty.
+//      them; the next front() saw the hint down and never looked at the second;
+//   2. C++ memory model: the hint was raised with plain release stores, so the consumer's
+//      clearing exchange synchronised only with the last raise.
+// The fix: producers raise with an RMW (exchange(1, release)), and priority_front raises
+// the hint again (fetch_or(1, relaxed)) when its second look finds a message. Seeded bug
+// NO_REHINT removes the second part and must fail (LIVELOCK).
 template <rl::test_result_e Expected>
 struct PriorityOnly : rl::test_suite<PriorityOnly<Expected>, 3, Expected> {
   Mailbox<2, 2> mb;
@@ -82,14 +79,8 @@ struct PriorityOnly : rl::test_suite<PriorityOnly<Expected>, 3, Expected> {
 
 int main() {
   bool ok = true;
-#ifdef TERN_RL_PRIORITY_FIXED
   ok = ok && check<PriorityOnly<rl::test_result_success>>(
       "priority: spinning consumer, two priority producers", {rl::sched_random, scaled(200000)});
-#else
-  ok = ok && check<PriorityOnly<rl::test_result_livelock>>(
-      "priority: KNOWN BUG reproduced (a priority message stranded, expected LIVELOCK)",
-      {rl::sched_random, scaled(200000)});
-#endif
   ok = ok && check<PriorityHint<Notify::none>>("priority: spinning consumer, both lanes",
                                           {rl::sched_random, scaled(200000)});
   ok = ok && check<PriorityHint<Notify::futex>>("priority: parking consumer, both lanes",
