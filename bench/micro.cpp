@@ -47,7 +47,7 @@ struct Msg80 {
 template <bool Mpsc>
 void ring_push_pop(benchmark::State& st) {
   detail::Ring r;
-  r.init(4096);
+  r.init(4096, Mpsc ? MailboxKind::mpsc : MailboxKind::spsc);
   const auto batch = static_cast<std::uint32_t>(st.range(0));
   std::uint64_t sum = 0;
   const MessageInfo& info = message_info_v<Msg8>;

@@ -1,7 +1,7 @@
 // C++ pong for the cross-language ping-pong: answers every Ping{count} with Pong{count}, to
 // C++ (gateway_ping) or Python (python/examples/ping.py) peers alike.
 //
-//   gateway_pong --endpoint tcp://*:5001 [--name pong] [--max N] [--queued]
+//   gateway_pong [--endpoint tcp://127.0.0.1:5001] [--name pong] [--max N] [--queued]
 //                [--curve-key pong.key_secret --curve-allow DIR]
 //
 // Prints "pong: listening on ENDPOINT as 'NAME'"; exits 0 on SIGTERM/SIGINT or after --max
@@ -20,7 +20,7 @@
 namespace {
 
 const char* kUsage =
-    "usage: gateway_pong [--endpoint tcp://*:5001] [--name pong] [--max N] [--queued]\n"
+    "usage: gateway_pong [--endpoint tcp://127.0.0.1:5001] [--name pong] [--max N] [--queued]\n"
     "                    [--curve-key FILE --curve-allow DIR]\n"
     "  Answers Ping{count} with Pong{count}. Exits on SIGTERM/SIGINT, or after --max pings.\n"
     "  --queued: hand Pings to the pong actor's own thread instead of running its handler on\n"
@@ -50,7 +50,7 @@ class PongActor : public tern::Actor {
 int main(int argc, char** argv) {
   example::Args args(argc, argv, kUsage);
   tern::GatewayConfig cfg;
-  cfg.bind = args.str("--endpoint", "tcp://*:5001");
+  cfg.bind = args.str("--endpoint", "tcp://127.0.0.1:5001");
   const std::string name = args.str("--name", "pong");
   const std::uint64_t max = args.num("--max", 0);
   cfg.inline_dispatch = !args.flag("--queued");

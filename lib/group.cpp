@@ -103,7 +103,8 @@ ActorRef Group::add(std::string name, std::unique_ptr<Actor> actor, MailboxConfi
   Actor& a = *actor;
   Runtime::set_owner(a, std::move(name), manager_, this);
   a.mailbox().configure(mailbox, &a, a.name().data());
-  a.mailbox().set_notify(detail::Notify::group, &Group::ready, this);
+  // Until prepare() the run queue does not exist: producers only publish (Notify::none),
+  // and prepare() schedules whatever arrived before it.
   actors_.push_back(std::move(actor));
   return ActorRef(&a);
 }
@@ -137,13 +138,21 @@ void Group::push_ready(Actor* a) noexcept {
 }
 
 void Group::prepare() {
-  // The run queue must exist before anything can send to these actors: a Start handler of
-  // another group's actor may, before this group's workers run.
-  if (!runq_) runq_ = std::make_unique<RunQueue>(2 * actors_.size() + 2);
+  // The run queue must exist before a producer can make an actor runnable: a Start handler
+  // of another group's actor may send to ours before this group's workers run.
+  if (runq_) return;
+  runq_ = std::make_unique<RunQueue>(2 * actors_.size() + 2);
+  // Sends before this point (before Manager::init) only published their messages
+  // (Notify::none): from now on producers schedule, and every actor that already holds
+  // messages is scheduled here, once (the workers handle them after every Start).
+  for (auto& a : actors_) a->mailbox().set_notify(detail::Notify::group, &Group::ready, this);
+  for (auto& a : actors_)
+    if (a->mailbox().depth() != 0 && a->mailbox().try_mark_scheduled()) runq_->push(a.get());
 }
 
 void Group::start() {
   if (running_) return;
+  check_message_ids();  // two message types with one id: throws naming both
   running_ = true;
   prepare();
   phase_.store(0);

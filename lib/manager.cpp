@@ -101,6 +101,7 @@ void Manager::attach(Group& group) {
 
 void Manager::init() {
   if (started_) throw std::logic_error("tern: Manager::init() called twice");
+  check_message_ids();  // two message types with one id: throws naming both
   started_ = true;
   for (auto& ep : entries_) {
     Entry* e = ep.get();

@@ -30,6 +30,11 @@ void count_refused(Actor& a, PushStatus st) noexcept {
   Runtime::count_refused(a, st);
 }
 
+void fast_send_threw(Actor& a, const MessageInfo& info, FastReply& r) noexcept {
+  Runtime::note_handler_exception(a, info);
+  r.reset(FastStatus::handler_threw);
+}
+
 void backoff(std::uint32_t& round) noexcept {
   // Spin first (the consumer is usually about to free a slot), then yield, then sleep with
   // a growing pause capped at send_max_sleep_us: a blocked producer costs little CPU.
@@ -239,34 +244,36 @@ void Runtime::run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
 Actor::Actor() { rebuild_table(); }
 Actor::~Actor() = default;
 
-void Actor::add_handler(MessageId id, std::string_view type, Thunk fn) {
-  for (const auto& [rid, rname] : registered_) {
-    if (rid == id) {
-      throw std::logic_error("tern: two handlers for message id " + std::to_string(id) +
-                             " in one actor: " + rname + " and " + std::string(type));
+void Actor::add_handler(const MessageInfo& info, Thunk fn) {
+  for (const Entry& e : entries_) {
+    if (e.info->id == info.id) {
+      throw std::logic_error("tern: two handlers for message id " + std::to_string(info.id) +
+                             " in one actor: " + std::string(e.info->name) + " and " +
+                             std::string(info.name));
     }
   }
-  if (id == 0xFFFFFFFFu) throw std::logic_error("tern: message id 0xFFFFFFFF is reserved");
-  registered_.emplace_back(id, std::string(type));
-  entries_.push_back(Entry{id, fn});
+  if (info.id == 0xFFFFFFFFu) throw std::logic_error("tern: message id 0xFFFFFFFF is reserved");
+  // one type per id in the process: throws naming both types when another type has this id
+  detail::register_message_type(info);
+  entries_.push_back(Entry{&info, fn});
   rebuild_table();
 }
 
 void Actor::rebuild_table() {
   // Perfect hash by search: the smallest table, and a shift, such that (id ^ id >> shift)
   // & mask puts every registered id in its own entry. Dispatch is then one load and one
-  // compare. Empty entries hold the reserved id 0xFFFFFFFF.
-  static constexpr MessageId kEmpty = 0xFFFFFFFFu;
+  // compare (of the MessageInfo pointer). Empty entries hold nullptr.
   std::uint32_t bits = 0;
   while ((1u << bits) < entries_.size() * 2) ++bits;
   for (; bits <= 16; ++bits) {
     const std::uint32_t mask = (1u << bits) - 1;
     for (std::uint32_t shift : {31u, 8u, 16u, 4u, 12u, 20u, 24u, 2u, 6u, 10u}) {
-      std::vector<Entry> t(mask + 1, Entry{kEmpty, nullptr});
+      std::vector<Entry> t(mask + 1, Entry{nullptr, nullptr});
       bool ok = true;
       for (const Entry& e : entries_) {
-        const std::uint32_t i = (e.id ^ (e.id >> shift)) & mask;
-        if (t[i].id != kEmpty) {
+        const MessageId id = e.info->id;
+        const std::uint32_t i = (id ^ (id >> shift)) & mask;
+        if (t[i].info) {
           ok = false;
           break;
         }
@@ -283,6 +290,13 @@ void Actor::rebuild_table() {
   throw std::logic_error("tern: cannot build a dispatch table for these message ids");
 }
 
+void Actor::dispatch_other(const Entry& e, const MessageInfo& info, const void* msg) {
+  if (e.info && same_type(*e.info, info))
+    e.fn(*this, msg);
+  else
+    unhandled(info, msg);
+}
+
 void Actor::unhandled(const MessageInfo& info, const void* msg) {
   if (info.id >= kFirstReservedId) return;  // built-ins without a handler are fine
   unhandled_.fetch_add(1, std::memory_order_relaxed);
@@ -294,6 +308,11 @@ void Actor::on_unhandled(const MessageInfo&, const void*) {}
 void Actor::forward_remote(const MessageInfo& info, const void*, std::uint32_t, ActorRef) {
   std::fprintf(stderr, "tern: actor '%s' got a remote-bound %.*s but is not a gateway\n",
                name_.c_str(), static_cast<int>(info.name.size()), info.name.data());
+}
+
+SendResult Actor::forward_direct(const MessageInfo&, const void*, std::uint32_t,
+                                 ActorRef) noexcept {
+  return SendResult::closed;  // only a gateway sets ThreadCtx::direct_gateway
 }
 
 std::string_view Actor::remote_name(std::uint32_t) const noexcept { return {}; }
@@ -386,6 +405,7 @@ std::string_view to_string(FastStatus s) noexcept {
     case FastStatus::closed: return "closed";
     case FastStatus::remote: return "remote";
     case FastStatus::no_target: return "no_target";
+    case FastStatus::handler_threw: return "handler_threw";
   }
   return "?";
 }

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -389,4 +391,127 @@ TEST_CASE("an spsc mailbox's one producer is an actor, wherever its handler runs
   REQUIRE(wait_until([&] { return c->count.load() == 2 * each + 1; }, std::chrono::seconds(60)));
   mgr.end();
   CHECK(c->got == r->sent);  // every relayed message once, in the order the handler ran
+}
+
+namespace {
+struct Boom {
+  static constexpr MessageId message_id = 960;
+  bool reply_first = false;
+};
+class Thrower : public Actor {
+ public:
+  Thrower() {
+    handle<&Thrower::on_boom>();
+    handle<&Thrower::on_ping>();
+  }
+  void on_boom(const Boom& b) {
+    if (b.reply_first) (void)reply(Pong{1});
+    throw std::runtime_error("boom from the handler");
+  }
+  void on_ping(const Ping& m) { (void)reply(Pong{m.count}); }
+};
+}  // namespace
+
+TEST_CASE("fast_send to a handler that throws returns handler_threw, counts it, and the actor lives") {
+  Manager mgr;
+  auto* t = new Thrower;
+  ActorRef ref = mgr.manage("thrower", std::unique_ptr<Actor>(t));
+  mgr.init();
+  FastReply r = ref.fast_send(Boom{});
+  CHECK(r.status() == FastStatus::handler_threw);
+  CHECK_FALSE(r);
+  CHECK(r.info() == nullptr);
+  // a reply made before the throw is dropped: the caller sees only the failure
+  FastReply r2 = ref.fast_send(Boom{true});
+  CHECK(r2.status() == FastStatus::handler_threw);
+  CHECK(r2.get<Pong>() == nullptr);
+  CHECK(t->stats().handler_exceptions == 2);
+  CHECK(t->stats().fast_sends == 2);
+  // the exclusion lock was released: fast_send and the actor's own thread both still work
+  FastReply r3 = ref.fast_send(Ping{5});
+  REQUIRE(r3.get<Pong>() != nullptr);
+  CHECK(r3.get<Pong>()->count == 5);
+  CHECK(ref.try_send(Boom{}) == SendResult::ok);  // the queued path: logged and counted too
+  REQUIRE(wait_until([&] { return t->stats().handler_exceptions == 3; }));
+  CHECK(ref.fast_send(Ping{6}).get<Pong>()->count == 6);
+  mgr.end();
+  CHECK(to_string(FastStatus::handler_threw) == "handler_threw");
+}
+
+namespace {
+struct Held {
+  static constexpr MessageId message_id = 970;
+  static inline std::atomic<int> live{0};
+  std::unique_ptr<int> owned;
+  Held() : owned(std::make_unique<int>(1)) { ++live; }
+  Held(Held&& o) noexcept : owned(std::move(o.owned)) { ++live; }
+  ~Held() { --live; }
+};
+// Copying may throw (on demand); moving never does.
+struct Fragile {
+  static constexpr MessageId message_id = 971;
+  static inline bool fail = false;
+  int n = 0;
+  explicit Fragile(int v) : n(v) {}
+  Fragile(const Fragile& o) : n(o.n) {
+    if (fail) throw std::runtime_error("Fragile copy failed");
+  }
+  Fragile(Fragile&& o) noexcept = default;
+};
+class FragileSink : public Actor {
+ public:
+  FragileSink() {
+    handle<&FragileSink::on_fragile>();
+    handle<&FragileSink::on_ping>();
+  }
+  void on_fragile(const Fragile& f) { got.push_back(f.n); }
+  void on_ping(const Ping&) {
+    const Fragile f{77};
+    (void)reply(f);  // an lvalue reply: copied, and the copy may throw
+  }
+  std::vector<int> got;
+};
+}  // namespace
+
+TEST_CASE("messages still queued when an actor is destroyed are destroyed with it") {
+  Held::live = 0;
+  {
+    Manager mgr;  // never started: nothing ever handles them
+    ActorRef ref = mgr.manage("holder", std::make_unique<Echo>());
+    for (int i = 0; i < 5; ++i) CHECK(ref.try_send(Held{}) == SendResult::ok);
+    CHECK(ref.try_send_priority(Held{}) == SendResult::ok);
+    CHECK(Held::live == 6);
+  }
+  CHECK(Held::live == 0);
+}
+
+TEST_CASE("an lvalue send whose copy throws reaches the caller before any slot is claimed") {
+  static_assert(!noexcept(std::declval<ActorRef&>().try_send(std::declval<Fragile&>())));
+  static_assert(noexcept(std::declval<ActorRef&>().try_send(std::declval<Fragile&&>())));
+  static_assert(noexcept(std::declval<ActorRef&>().try_send(std::declval<Ping&>())));
+  Manager mgr;
+  auto* sink = new FragileSink;
+  ActorRef ref = mgr.manage("fragile", std::unique_ptr<Actor>(sink), {}, MailboxConfig{4});
+  const Fragile f{1};
+  Fragile::fail = true;
+  CHECK_THROWS_AS((void)ref.try_send(f), std::runtime_error);
+  CHECK_THROWS_AS((void)ref.send(f), std::runtime_error);
+  CHECK_THROWS_AS((void)ref.try_send_priority(f), std::runtime_error);
+  CHECK_THROWS_AS((void)ref.send_priority(f), std::runtime_error);
+  CHECK(sink->stats().depth == 0);  // nothing claimed, nothing half-sent
+  CHECK(ref.try_send(Fragile{2}) == SendResult::ok);  // an rvalue is moved: never throws
+  Fragile::fail = false;
+  CHECK(ref.try_send(f) == SendResult::ok);
+  mgr.init();
+  REQUIRE(wait_until([&] { return sink->stats().handled == 2; }));
+  // a handler whose lvalue reply throws: counted like any handler exception
+  Fragile::fail = true;
+  CHECK(ref.fast_send(Ping{}).status() == FastStatus::handler_threw);
+  Fragile::fail = false;
+  FastReply r = ref.fast_send(Ping{});
+  REQUIRE(r.get<Fragile>() != nullptr);
+  CHECK(r.get<Fragile>()->n == 77);
+  mgr.end();
+  CHECK(sink->got == std::vector<int>{2, 1});
+  CHECK(sink->stats().handler_exceptions == 1);
 }

@@ -85,6 +85,7 @@ class Fixture {
     cfg.bind = "tcp://127.0.0.1:*";
     cfg.linger_ms = 100;
     cfg.max_frame_bytes = kLimit;
+    cfg.socket_max_frame_bytes = 1u << 20;  // frames far over kLimit still reach the gateway
     auto g = std::make_unique<Gateway>(reg, std::move(cfg));
     gw = g.get();
     mgr_.manage("gw", std::move(g));
@@ -272,6 +273,25 @@ TEST_CASE("a frame over the configured size limit is dropped unparsed, and rejec
   f.expect(sized(100'000, true), GatewayDrop::too_large,
            f.reject("Text", "Frame of 100000 bytes exceeds the limit of 1024 bytes"));
   f.expect(sized(kLimit + 1, false), GatewayDrop::too_large, kNoReject);
+}
+
+TEST_CASE("a name or endpoint over its limit is rejected naming the limit, or counted when the sender is") {
+  Fixture f;  // max_name_bytes and max_endpoint_bytes: 256 (the defaults)
+  const std::string r300(300, 'r'), t300(300, 'T'), t256(256, 'T');
+  f.expect(f.env(r300, "Ping", R"({"count":1})"), GatewayDrop::name_too_long,
+           f.reject("Ping", "Envelope key 'receiver' is longer than the limit of 256 bytes", ""));
+  f.expect(f.env("pong", t300, R"({"count":1})"), GatewayDrop::name_too_long,
+           f.reject("", "Envelope key 'message_type' is longer than the limit of 256 bytes"));
+  // at the limit: judged as usual
+  f.expect(f.env("pong", t256, R"({"count":1})"), GatewayDrop::unknown_type,
+           f.reject(t256, "Unknown message type: " + t256));
+  // a sender over the limit is not answered (nor remembered, nor connected to)
+  f.expect(R"({"sender_actor":")" + std::string(300, 's') + R"(","sender_endpoint":")" +
+               f.endpoint + R"(","receiver":"pong","message_type":"Ping","message":{"count":1}})",
+           GatewayDrop::name_too_long, kNoReject);
+  f.expect(R"({"sender_actor":"tester","sender_endpoint":"tcp://)" + std::string(300, 'h') +
+               R"(:1","receiver":"pong","message_type":"Ping","message":{"count":1}})",
+           GatewayDrop::name_too_long, kNoReject);
 }
 
 TEST_CASE("a top-level value that is not an object is counted and never answered") {

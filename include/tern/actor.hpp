@@ -83,8 +83,9 @@ class Actor {
   ActorRef sender() const noexcept { return ActorRef(cur_.sender, cur_.sender_remote); }
   /// Answers the current message's sender: into its mailbox, or into the FastReply when this
   /// handler runs from fast_send. Blocks like send() if the sender's mailbox is full.
+  /// Not noexcept only for an lvalue whose copy may throw (see ActorRef::try_send).
   template <class T>
-  SendResult reply(T&& msg) noexcept;
+  SendResult reply(T&& msg) noexcept(detail::nothrow_send_v<T>);
   /// Asks the Manager to return from run(). Any handler.
   void terminate() noexcept;
   /// Called for a message type with no handler. Default: counts it (stats().unhandled).
@@ -106,6 +107,11 @@ class Actor {
   /// Gateway hook: a message addressed to remote peer `peer` behind this actor.
   virtual void forward_remote(const MessageInfo& info, const void* msg, std::uint32_t peer,
                               ActorRef from);
+  /// Gateway hook: the same, called on the gateway's own thread by a handler it runs inline
+  /// (instead of queueing into its own mailbox, which only that thread drains). Never
+  /// blocks; ok when handed on, no_target for a forgotten peer, closed when dropped.
+  virtual SendResult forward_direct(const MessageInfo& info, const void* msg, std::uint32_t peer,
+                                    ActorRef from) noexcept;
   /// Gateway hook: the name of remote peer `peer` behind this actor.
   virtual std::string_view remote_name(std::uint32_t peer) const noexcept;
 
@@ -123,7 +129,7 @@ class Actor {
 
   using Thunk = void (*)(Actor&, const void*);
   struct Entry {
-    MessageId id;
+    const MessageInfo* info;  ///< the handled type (nullptr: empty entry)
     Thunk fn;
   };
   struct Current {
@@ -132,19 +138,24 @@ class Actor {
     FastReply* reply_sink = nullptr;
   };
 
-  void add_handler(MessageId id, std::string_view type, Thunk fn);
+  void add_handler(const MessageInfo& info, Thunk fn);
   void rebuild_table();
   std::uint32_t slot_of(MessageId id) const noexcept {
     return (id ^ (id >> shift_)) & mask_;
   }
-  /// Runs the handler of one message (caller holds the exclusion lock).
+  /// Runs the handler of one message (caller holds the exclusion lock). The entry is found
+  /// by id but matched by type: a message of another type with the same id is never handed
+  /// to this handler.
   void dispatch(const MessageInfo& info, const void* msg) {
     const Entry& e = table_[slot_of(info.id)];
-    if (e.id == info.id) [[likely]]
+    if (e.info == &info) [[likely]]
       e.fn(*this, msg);
     else
-      unhandled(info, msg);
+      dispatch_other(e, info, msg);
   }
+  /// Not the entry's MessageInfo object: the same type through a second copy of its
+  /// MessageInfo (same_type), or unhandled.
+  void dispatch_other(const Entry& e, const MessageInfo& info, const void* msg);
   void unhandled(const MessageInfo& info, const void* msg);
 
   // exclusion lock: held by the thread running a handler of this actor
@@ -184,7 +195,6 @@ class Actor {
   std::atomic<std::uint64_t> handler_exceptions_{0};
   std::vector<Entry> entries_;
   std::vector<Entry> table_storage_;
-  std::vector<std::pair<MessageId, std::string>> registered_;
   std::string name_;
   Manager* manager_ = nullptr;
   Group* group_ = nullptr;
@@ -212,6 +222,9 @@ inline SendResult to_send_result(PushStatus st) noexcept {
                                   : SendResult::closed;
 }
 void count_refused(Actor& a, PushStatus st) noexcept;
+/// Inside fast_send's catch block: logs and counts the exception like a queued handler's,
+/// drops any reply and sets FastStatus::handler_threw.
+void fast_send_threw(Actor& a, const MessageInfo& info, FastReply& r) noexcept;
 void backoff(std::uint32_t& round) noexcept;
 }  // namespace detail
 
@@ -221,8 +234,8 @@ void Actor::handle() {
   using C = typename Traits::Class;
   using M = typename Traits::Msg;
   static_assert(std::is_base_of_v<Actor, C>, "handle<&C::f>: C must derive from tern::Actor");
-  static_assert(MessageType<M>, "handler parameter must be a tern message type");
-  add_handler(M::message_id, type_name<M>(), [](Actor& self, const void* msg) {
+  static_assert(check_message_layout<M>());  // add_handler registers it (throws on a clash)
+  add_handler(message_info_v<M>, [](Actor& self, const void* msg) {
     (static_cast<C&>(self).*Fn)(*static_cast<const M*>(msg));
   });
 }
@@ -236,6 +249,8 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
     return SendResult::no_target;
   Actor& a = *actor_;
   const std::uint32_t remote = remote_;
+  if (remote && detail::tl_ctx.direct_gateway == &a) [[unlikely]]
+    return send_direct(a, info, construct, remote, from);
   const bool stamp = a.mailbox_.stamps();
   const detail::PushStatus st = a.mailbox_.push(
       [&](detail::Slot& s) noexcept {
@@ -252,13 +267,31 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
   return detail::to_send_result(st);
 }
 
+template <class Construct>
+SendResult ActorRef::send_direct(Actor& gw, const MessageInfo& info, Construct& construct,
+                                 std::uint32_t remote, ActorRef from) noexcept {
+  alignas(kMaxMessageAlign) unsigned char buf[kMaxMessageBytes];
+  construct(static_cast<void*>(buf));
+  const SendResult r = gw.forward_direct(info, buf, remote, from);
+  destroy_message(info, buf);
+  return r;
+}
+
 template <class T>
-SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const noexcept {
+SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const
+    noexcept(detail::nothrow_send_v<T>) {
   using U = std::remove_cvref_t<T>;
   static_assert(check_message<U>());
-  return push_with(
-      message_info_v<U>, [&](void* p) noexcept { ::new (p) U(std::forward<T>(msg)); }, from,
-      priority);
+  if constexpr (!detail::nothrow_send_v<T>) {
+    // why: the slot is filled inside a noexcept publish; a copy that may throw is made
+    // here, before a slot is claimed, so its exception leaves nothing half-sent.
+    U copy(std::forward<T>(msg));
+    return push(std::move(copy), from, priority);
+  } else {
+    return push_with(
+        message_info_v<U>, [&](void* p) noexcept { ::new (p) U(std::forward<T>(msg)); }, from,
+        priority);
+  }
 }
 
 inline SendResult ActorRef::try_send_erased(const MessageInfo& info, void* obj, ActorRef from,
@@ -268,31 +301,44 @@ inline SendResult ActorRef::try_send_erased(const MessageInfo& info, void* obj, 
 }
 
 template <class T>
-SendResult ActorRef::try_send(T&& msg, ActorRef from) const noexcept {
+SendResult ActorRef::try_send(T&& msg, ActorRef from) const
+    noexcept(detail::nothrow_send_v<T>) {
   return push(std::forward<T>(msg), from, false);
 }
 template <class T>
-SendResult ActorRef::try_send_priority(T&& msg, ActorRef from) const noexcept {
+SendResult ActorRef::try_send_priority(T&& msg, ActorRef from) const
+    noexcept(detail::nothrow_send_v<T>) {
   return push(std::forward<T>(msg), from, true);
 }
 
 template <class T>
-SendResult ActorRef::send(T&& msg, ActorRef from) const noexcept {
-  std::uint32_t round = 0;
-  for (;;) {
-    // `msg` is moved into a slot only when one was claimed, so retrying with it is safe.
-    const SendResult r = push(std::forward<T>(msg), from, false);
-    if (r != SendResult::full) return r;
-    detail::backoff(round);
+SendResult ActorRef::send(T&& msg, ActorRef from) const noexcept(detail::nothrow_send_v<T>) {
+  if constexpr (!detail::nothrow_send_v<T>) {
+    std::remove_cvref_t<T> copy(std::forward<T>(msg));  // once, before any slot is claimed
+    return send(std::move(copy), from);
+  } else {
+    std::uint32_t round = 0;
+    for (;;) {
+      // `msg` is moved into a slot only when one was claimed, so retrying with it is safe.
+      const SendResult r = push(std::forward<T>(msg), from, false);
+      if (r != SendResult::full) return r;
+      detail::backoff(round);
+    }
   }
 }
 template <class T>
-SendResult ActorRef::send_priority(T&& msg, ActorRef from) const noexcept {
-  std::uint32_t round = 0;
-  for (;;) {
-    const SendResult r = push(std::forward<T>(msg), from, true);
-    if (r != SendResult::full) return r;
-    detail::backoff(round);
+SendResult ActorRef::send_priority(T&& msg, ActorRef from) const
+    noexcept(detail::nothrow_send_v<T>) {
+  if constexpr (!detail::nothrow_send_v<T>) {
+    std::remove_cvref_t<T> copy(std::forward<T>(msg));  // once, before any slot is claimed
+    return send_priority(std::move(copy), from);
+  } else {
+    std::uint32_t round = 0;
+    for (;;) {
+      const SendResult r = push(std::forward<T>(msg), from, true);
+      if (r != SendResult::full) return r;
+      detail::backoff(round);
+    }
   }
 }
 
@@ -312,7 +358,11 @@ FastReply ActorRef::fast_send(T&& msg, ActorRef from) const noexcept {
   a.cur_ = Actor::Current{from.actor_, from.remote_, &r};
   me->current = &a;
   const U& m = msg;
-  a.dispatch(message_info_v<U>, &m);
+  try {
+    a.dispatch(message_info_v<U>, &m);
+  } catch (...) {
+    detail::fast_send_threw(a, message_info_v<U>, r);
+  }
   me->current = saved_current;
   a.cur_ = saved;
   a.handled_.store(a.handled_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -322,7 +372,7 @@ FastReply ActorRef::fast_send(T&& msg, ActorRef from) const noexcept {
 }
 
 template <class T>
-SendResult Actor::reply(T&& msg) noexcept {
+SendResult Actor::reply(T&& msg) noexcept(detail::nothrow_send_v<T>) {
   if (cur_.reply_sink) {
     cur_.reply_sink->set(std::forward<T>(msg));
     return SendResult::ok;

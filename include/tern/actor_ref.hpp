@@ -27,6 +27,8 @@ enum class FastStatus : std::uint8_t {
   closed,    ///< the target has stopped
   remote,    ///< fast_send needs a local actor; remote refs take send()
   no_target, ///< empty ActorRef
+  handler_threw,  ///< the handler threw: logged and counted (stats().handler_exceptions)
+                  ///< like a queued message's; any reply it made is dropped
 };
 
 std::string_view to_string(SendResult r) noexcept;
@@ -49,26 +51,40 @@ class FastReply {
   FastStatus status() const noexcept { return status_; }
   /// True when the handler replied.
   explicit operator bool() const noexcept { return status_ == FastStatus::ok; }
-  /// The reply as T, or nullptr when there is none or it is another type.
+  /// The reply as T, or nullptr when there is none or it is another type (compared by
+  /// type, not by id: another type with T's id is not T).
   template <MessageType T>
   const T* get() const noexcept {
-    return info_ && info_->id == T::message_id ? std::launder(reinterpret_cast<const T*>(buf_))
-                                               : nullptr;
+    return info_ == &message_info_v<T> || (info_ && same_type(*info_, message_info_v<T>))
+               ? std::launder(reinterpret_cast<const T*>(buf_))
+               : nullptr;
   }
   /// Type of the reply, or nullptr.
   const MessageInfo* info() const noexcept { return info_; }
 
-  /// Runtime use: store a reply (a second reply replaces the first).
+  /// Runtime use: store a reply (a second reply replaces the first). An lvalue whose copy
+  /// may throw is copied first, so a throwing copy leaves the previous state intact.
   template <class T>
-  void set(T&& msg) noexcept {
+  void set(T&& msg) noexcept(detail::nothrow_send_v<T>) {
     using U = std::remove_cvref_t<T>;
     static_assert(check_message<U>());
-    if (info_) destroy_message(*info_, buf_);
-    ::new (buf_) U(std::forward<T>(msg));
-    info_ = &message_info_v<U>;
-    status_ = FastStatus::ok;
+    if constexpr (!detail::nothrow_send_v<T>) {
+      U copy(std::forward<T>(msg));
+      set(std::move(copy));
+    } else {
+      if (info_) destroy_message(*info_, buf_);
+      ::new (buf_) U(std::forward<T>(msg));
+      info_ = &message_info_v<U>;
+      status_ = FastStatus::ok;
+    }
   }
   void set_status(FastStatus s) noexcept { status_ = s; }
+  /// Runtime use: drop any reply and set the status (a handler that threw).
+  void reset(FastStatus s) noexcept {
+    if (info_) destroy_message(*info_, buf_);
+    info_ = nullptr;
+    status_ = s;
+  }
 
  private:
   FastStatus status_ = FastStatus::no_reply;
@@ -89,23 +105,31 @@ class ActorRef {
 
   /// Sends without blocking. Any thread. No allocation, lock or syscall (one futex wake
   /// when the target is parked). `from` is what the receiver sees as sender().
+  /// Every send is noexcept except an lvalue send of a type whose copy constructor may
+  /// throw: that copy is made before a slot is claimed and its exception reaches the caller,
+  /// with nothing sent (detail::nothrow_send_v).
   template <class T>
-  [[nodiscard]] SendResult try_send(T&& msg, ActorRef from = current()) const noexcept;
+  [[nodiscard]] SendResult try_send(T&& msg, ActorRef from = current()) const
+      noexcept(detail::nothrow_send_v<T>);
   /// Sends; when the mailbox is full waits (spin, then yield, then sleep up to 100 us
   /// between tries) until there is room or the target closes. Never drops, never grows.
   /// Do not block-send between two actors that can both be full of each other's messages.
   template <class T>
-  SendResult send(T&& msg, ActorRef from = current()) const noexcept;
+  SendResult send(T&& msg, ActorRef from = current()) const noexcept(detail::nothrow_send_v<T>);
   /// Like try_send, on the high-priority lane: handled before normal messages waiting.
   template <class T>
-  [[nodiscard]] SendResult try_send_priority(T&& msg, ActorRef from = current()) const noexcept;
+  [[nodiscard]] SendResult try_send_priority(T&& msg, ActorRef from = current()) const
+      noexcept(detail::nothrow_send_v<T>);
   /// Like send, on the high-priority lane.
   template <class T>
-  SendResult send_priority(T&& msg, ActorRef from = current()) const noexcept;
+  SendResult send_priority(T&& msg, ActorRef from = current()) const
+      noexcept(detail::nothrow_send_v<T>);
 
   /// Runs the target's handler for `msg` in the calling thread, mutually excluded with the
   /// target's own thread, and returns its reply. Blocks while the target is busy. Detects
   /// fast_send cycles (A -> B -> A) and returns FastStatus::deadlock instead of hanging.
+  /// A handler that throws is logged and counted (stats().handler_exceptions) as on the
+  /// queued path, the lock is released, and the caller gets FastStatus::handler_threw.
   template <class T>
   FastReply fast_send(T&& msg, ActorRef from = current()) const noexcept;
 
@@ -128,10 +152,16 @@ class ActorRef {
 
  private:
   template <class T>
-  SendResult push(T&& msg, ActorRef from, bool priority) const noexcept;
+  SendResult push(T&& msg, ActorRef from, bool priority) const
+      noexcept(detail::nothrow_send_v<T>);
   template <class Construct>
   SendResult push_with(const MessageInfo& info, Construct&& construct, ActorRef from,
                        bool priority) const noexcept;
+  /// A send from a handler a gateway runs inline, to a remote ref behind that gateway: built
+  /// on the stack and handed to the gateway right here (ThreadCtx::direct_gateway).
+  template <class Construct>
+  static SendResult send_direct(Actor& gw, const MessageInfo& info, Construct& construct,
+                                std::uint32_t remote, ActorRef from) noexcept;
 
   Actor* actor_ = nullptr;
   std::uint32_t remote_ = 0;

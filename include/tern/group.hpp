@@ -48,7 +48,8 @@ class Group {
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
 
-  /// Adds an actor. Set-up only (before start). Default mailbox: 256 slots, mpsc.
+  /// Adds an actor. Set-up only (before start). Default mailbox: 256 slots, mpsc. The actor
+  /// accepts sends at once (up to its capacity); they are handled after its Start.
   ActorRef add(std::string name, std::unique_ptr<Actor> actor,
                MailboxConfig mailbox = MailboxConfig{256, MailboxKind::mpsc});
   template <class A, class... Args>

@@ -49,7 +49,7 @@ class Mailbox {
  public:
   /// Set-up only.
   void configure(const MailboxConfig& cfg, Actor* owner, const char* owner_name) {
-    normal_.init(cfg.capacity);
+    normal_.init(cfg.capacity, cfg.kind);
     priority_.init(Tuning::priority_capacity);
     ro_.kind = cfg.kind;
     ro_.owner = owner;
@@ -79,8 +79,11 @@ class Mailbox {
       st = normal_.push_mpsc(static_cast<Fill&&>(fill), sc);
     }
     if (high_priority && st == PushStatus::ok) [[unlikely]]
-      // after the publish: a consumer that sees the hint sees the message
-      sleep_.priority_hint.store(1, std::memory_order_release);
+      // after the publish: a consumer that sees the hint sees the message. An RMW, not a
+      // store: the consumer's exchange(0) then reads the end of one release sequence that
+      // holds every producer's raise, so it synchronises with all of them, not only the last
+      // (docs/concurrency.md, priority hint; tests/relacy/priority_model_test.cpp).
+      (void)sleep_.priority_hint.exchange(1, std::memory_order_release);
     if (st == PushStatus::ok && sc) notify();
     return st;
   }
@@ -236,11 +239,17 @@ class Mailbox {
   }
   /// Consumer, hint up: the priority lane's oldest message, or nullptr after taking the hint
   /// down. A producer publishes before it raises the hint, so once the hint is down (a full
-  /// barrier) a second look finds anything whose hint the clear overwrote.
+  /// barrier) a second look finds anything whose hint the clear overwrote. The clear may
+  /// have overwritten the hints of several messages: when the second look finds one, the
+  /// hint goes up again, so the next front() keeps looking until the lane is seen empty
+  /// (without it, a spinning consumer stranded the second message until the next priority
+  /// send: found by the Relacy model).
   Slot* priority_front() noexcept {
     if (Slot* s = priority_.front()) return s;
     sleep_.priority_hint.exchange(0, std::memory_order_seq_cst);
-    return priority_.front();
+    Slot* s = priority_.front();
+    if (s) sleep_.priority_hint.fetch_or(1, std::memory_order_relaxed);
+    return s;
   }
 
   // written by the consumer only when it parks/finishes a turn; read by producers after a send

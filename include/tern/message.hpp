@@ -72,14 +72,57 @@ inline constexpr MessageInfo message_info_v{
     std::is_trivially_destructible_v<T> ? nullptr : &detail::destroy_fn<T>,
     &detail::relocate_fn<T>};
 
+/// Are `a` and `b` the same message type? A type's identity is its MessageInfo: one object
+/// per type (an inline variable, which the dynamic linker unifies between libtern and the
+/// executable). Equal id, size and name also match, for a copy made where that unification
+/// does not happen (a library linked with hidden visibility). Dispatch and FastReply::get
+/// compare pointers first and call this only when they differ.
+inline bool same_type(const MessageInfo& a, const MessageInfo& b) noexcept {
+  return &a == &b || (a.id == b.id && a.size == b.size && a.name == b.name);
+}
+
+/// Set-up, any thread: throws std::logic_error naming both types when two different message
+/// types with one message_id have been seen in this process (sent, replied, handled or
+/// registered on the wire anywhere in the program). Manager::init and Group::start call it.
+void check_message_ids();
+/// The message type registered for `id` in this process, or nullptr. Any thread; takes a
+/// lock (not for the hot path).
+const MessageInfo* find_message_type(MessageId id) noexcept;
+
+namespace detail {
+/// Process-wide table id -> MessageInfo. Set-up: adds `info`; throws std::logic_error naming
+/// both types when another type has, or had, that id (Actor::handle, wire Registry::add).
+void register_message_type(const MessageInfo& info);
+/// Static initialisation: the same, but a clash is recorded and printed (to stderr) instead
+/// of thrown; check_message_ids() and register_message_type() report it later.
+bool note_message_type(const MessageInfo& info) noexcept;
+/// One per message type used anywhere in the program: instantiating it (check_message, which
+/// every send, reply and fast_send runs at compile time) notes the type once, before main
+/// or when its shared library loads. So a send costs nothing at run time for the check.
+template <class T>
+inline const bool message_noted_v = note_message_type(message_info_v<T>);
+}  // namespace detail
+
 /// Destroys a message of type `info` at `obj`.
 inline void destroy_message(const MessageInfo& info, void* obj) noexcept {
   if (info.destroy) info.destroy(obj);
 }
 
-/// Checks a user message type against the slot limits, with readable errors.
+namespace detail {
+/// Can a send of `T&&` construct the message in its slot without a copy that may throw?
+/// Always for rvalues (MessageType requires a nothrow move); for an lvalue, when the copy
+/// constructor is noexcept. Otherwise the send copies first, before a slot is claimed, and
+/// that copy's exception reaches the caller (the send is then not noexcept).
 template <class T>
-constexpr bool check_message() {
+inline constexpr bool nothrow_send_v =
+    std::is_nothrow_constructible_v<std::remove_cvref_t<T>, T&&>;
+}  // namespace detail
+
+/// Checks a user message type against the slot limits, with readable errors. Registers
+/// nothing: for set-up paths that register the type themselves (Actor::handle,
+/// wire::Registry::add), which throw on an id clash.
+template <class T>
+constexpr bool check_message_layout() {
   static_assert(MessageType<T>,
                 "a tern message needs `static constexpr tern::MessageId message_id` and a "
                 "noexcept move constructor and destructor");
@@ -87,6 +130,17 @@ constexpr bool check_message() {
                 "message type is larger than kMaxMessageBytes (80): hold bulky data by "
                 "pointer or index, or split the message");
   static_assert(alignof(T) <= kMaxMessageAlign, "message alignment above 16 is not supported");
+  return true;
+}
+
+/// check_message_layout, and the type is noted in the process-wide id table at start-up
+/// (every send, reply and fast_send checks its type with this).
+template <class T>
+constexpr bool check_message() {
+  static_assert(check_message_layout<T>());
+  // why: odr-uses the variable, so its initialiser (note_message_type) runs once at start-up
+  // for every type that is ever sent: the id-clash check costs the send path nothing.
+  static_cast<void>(&detail::message_noted_v<T>);
   return true;
 }
 

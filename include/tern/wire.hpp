@@ -206,7 +206,8 @@ class Registry {
 
   /// Registers T under T::wire_name with the fields T::wire_fields() lists (TERN_WIRE
   /// writes both). Set-up only; allocates. Throws std::invalid_argument naming both types
-  /// when the wire name or the message id is taken, or a field name repeats.
+  /// when the wire name or the message id is taken (in this registry, or by another type
+  /// anywhere in the process), or a field name repeats.
   template <class T>
   Registry& add();
 
@@ -263,7 +264,7 @@ Field describe(FieldDecl<Member> d, const C& obj) {
 
 template <class T>
 Registry& Registry::add() {
-  static_assert(check_message<T>());
+  static_assert(check_message_layout<T>());  // registered below, at set-up (throws on a clash)
   static_assert(requires {
     { T::wire_name } -> std::convertible_to<std::string_view>;
     T::wire_fields();

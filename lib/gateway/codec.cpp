@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 namespace tern::gw {
 
@@ -779,11 +780,32 @@ bool nests_deeper_than(const char* p, std::size_t n, std::uint32_t max_depth) no
 
 // ---- frames ---------------------------------------------------------------------------------
 
-FrameDecoder::FrameDecoder(std::size_t max_frame_bytes, std::uint32_t max_depth)
-    : max_frame_(max_frame_bytes), max_depth_(max_depth) {
+FrameDecoder::FrameDecoder(std::size_t max_frame_bytes, std::uint32_t max_depth,
+                           std::size_t max_name_bytes, std::size_t max_endpoint_bytes)
+    : max_frame_(max_frame_bytes),
+      max_depth_(max_depth),
+      max_name_(max_name_bytes),
+      max_endpoint_(max_endpoint_bytes) {
   buf_.resize(max_frame_bytes + simdjson::SIMDJSON_PADDING);
   if (env_parser_.allocate(max_frame_bytes) || payload_parser_.allocate(max_frame_bytes))
     throw std::bad_alloc();
+}
+
+bool FrameDecoder::name_over_limit() {
+  const std::pair<std::string_view, std::string_view> keys[] = {
+      {"sender_actor", r_.env.sender_actor},
+      {"sender_endpoint", r_.env.sender_endpoint},
+      {"receiver", r_.env.receiver},
+      {"message_type", r_.env.message_type}};
+  for (const auto& [key, value] : keys) {
+    const std::size_t limit = key == "sender_endpoint" ? max_endpoint_ : max_name_;
+    if (value.size() <= limit) continue;
+    r_.cause = GatewayDrop::name_too_long;
+    r_.reason.append("Envelope key '").append(key).append("' is longer than the limit of ");
+    r_.reason.append(std::to_string(limit)).append(" bytes");
+    return true;
+  }
+  return false;
 }
 
 bool FrameDecoder::fail(GatewayDrop cause, std::string reason, const char* data,

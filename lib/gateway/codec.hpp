@@ -85,7 +85,10 @@ struct PayloadState {
 /// Decodes frames. One per gateway thread: owns the parsers and the padded buffer.
 class FrameDecoder {
  public:
-  FrameDecoder(std::size_t max_frame_bytes, std::uint32_t max_depth);
+  /// `max_name_bytes` bounds sender_actor, receiver and message_type, `max_endpoint_bytes`
+  /// sender_endpoint (name_too_long beyond, judged right after the envelope keys).
+  FrameDecoder(std::size_t max_frame_bytes, std::uint32_t max_depth,
+               std::size_t max_name_bytes = SIZE_MAX, std::size_t max_endpoint_bytes = SIZE_MAX);
 
   /// Checks and decodes `data` as an envelope and, when its type is registered in `reg`,
   /// the payload into `out` (kMaxMessageBytes, aligned). On ok a message was constructed
@@ -102,8 +105,12 @@ class FrameDecoder {
   /// Records a frame-level failure (and the sender a byte scan can find). Returns false.
   bool fail(GatewayDrop cause, std::string reason, const char* data, std::size_t size);
 
+  /// Names the first envelope string over its limit (r_ holds the failure). False: none.
+  bool name_over_limit();
+
   std::size_t max_frame_;
   std::uint32_t max_depth_;
+  std::size_t max_name_, max_endpoint_;
   Buffer buf_;            ///< the padded copy of the frame being decoded
   od::parser env_parser_;
   od::parser payload_parser_;  ///< a payload that came before message_type, parsed second
@@ -142,6 +149,13 @@ const FrameResult& FrameDecoder::decode(const char* data, std::size_t size,
   std::memcpy(buf_.data(), data, size);
   std::memset(buf_.data() + size, 0, simdjson::SIMDJSON_PADDING);
   if (!decode_envelope(size, reg, out)) return r_;  // nothing is left constructed at `out`
+  if (r_.env.sender_actor.size() > max_name_ || r_.env.receiver.size() > max_name_ ||
+      r_.env.message_type.size() > max_name_ || r_.env.sender_endpoint.size() > max_endpoint_)
+      [[unlikely]] {
+    if (payload_.decoded) destroy_message(*r_.type->info, out);
+    name_over_limit();
+    return r_;
+  }
   if (!receiver_known(r_.env.receiver)) {
     if (payload_.decoded) destroy_message(*r_.type->info, out);
     r_.cause = GatewayDrop::unknown_actor;

@@ -230,8 +230,7 @@ namespace {
 
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 constexpr const char* kZapDomain = "tern";
-constexpr int kFailedEvents = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+constexpr int kFailedEvents = CurveSecurity::kFailedEvents;
 
 std::string zmq_fail(const char* what) {
   return std::string("tern: curve: ") + what + ": " + zmq_strerror(zmq_errno());
@@ -288,7 +287,7 @@ CurveSecurity::CurveSecurity(const CurveConfig& cfg) : enabled_(cfg.enabled()) {
 
 CurveSecurity::~CurveSecurity() { stop(); }
 
-void CurveSecurity::start_server(void* ctx, void* pull) {
+void CurveSecurity::start_server(void* ctx, void* pull, bool watch) {
   if (!enabled_) return;
   const int one = 1;
   if (zmq_setsockopt(pull, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
@@ -303,6 +302,10 @@ void CurveSecurity::start_server(void* ctx, void* pull) {
   zmq_setsockopt(zap_, ZMQ_LINGER, &linger, sizeof linger);
   if (zmq_bind(zap_, kZapEndpoint) != 0)
     throw std::runtime_error(zmq_fail("cannot bind the ZAP handler inproc://zeromq.zap.01"));
+  if (!watch) {
+    thread_ = std::thread([this] { run(); });
+    return;
+  }
   // One inproc name per socket: the context is the gateway's own, but be unique anyway.
   char addr[64];
   std::snprintf(addr, sizeof addr, "inproc://tern-curve-monitor-%p", pull);
@@ -349,20 +352,21 @@ void CurveSecurity::stop() noexcept {
 
 void CurveSecurity::run() noexcept {
   zmq_pollitem_t items[3] = {{zap_, 0, ZMQ_POLLIN, 0},
-                             {monitor_, 0, ZMQ_POLLIN, 0},
-                             {nullptr, stop_fd_, ZMQ_POLLIN, 0}};
+                             {nullptr, stop_fd_, ZMQ_POLLIN, 0},
+                             {monitor_, 0, ZMQ_POLLIN, 0}};
+  const int n = monitor_ ? 3 : 2;  // watch=false: the caller's monitor counts failures
   for (;;) {
-    const int rc = zmq_poll(items, 3, -1);
+    const int rc = zmq_poll(items, n, -1);
     if (rc < 0) {
       if (zmq_errno() == EINTR) continue;
       break;  // ETERM: the context is going away
     }
-    if (items[2].revents & ZMQ_POLLIN) break;
+    if (items[1].revents & ZMQ_POLLIN) break;
     if (items[0].revents & ZMQ_POLLIN) answer_zap();
-    if (items[1].revents & ZMQ_POLLIN) read_monitor();
+    if (n == 3 && (items[2].revents & ZMQ_POLLIN)) read_monitor();
   }
   zmq_close(zap_);
-  zmq_close(monitor_);
+  if (monitor_) zmq_close(monitor_);
   zap_ = monitor_ = nullptr;
 }
 

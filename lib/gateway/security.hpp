@@ -9,6 +9,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include <zmq.h>
+
 #include <tern/curve.hpp>
 
 namespace tern::gw {
@@ -26,10 +28,18 @@ class CurveSecurity {
   /// Our public key (Z85), empty when off.
   const std::string& public_key() const noexcept { return keys_.public_key; }
 
+  /// The monitor events counted as handshakes_failed.
+  static constexpr int kFailedEvents =
+      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+
   /// Makes `pull` (not yet bound) a CURVE server whose clients go through our ZAP handler,
-  /// binds that handler in `ctx`, watches `pull` for failed handshakes and starts the
-  /// thread. Set-up; throws std::runtime_error. No-op when off.
-  void start_server(void* ctx, void* pull);
+  /// binds that handler in `ctx`, with `watch` watches `pull` for failed handshakes, and
+  /// starts the thread. libzmq allows one monitor per socket: a caller that monitors `pull`
+  /// itself passes watch=false and reports kFailedEvents through count_handshake_failed().
+  /// Set-up; throws std::runtime_error. No-op when off.
+  void start_server(void* ctx, void* pull, bool watch = true);
+  /// One more failed handshake, seen by the caller's own monitor (watch=false). Any thread.
+  void count_handshake_failed() noexcept { failed_.fetch_add(1, std::memory_order_relaxed); }
   /// Makes `push` (not yet connected) a CURVE client of the server whose public key is
   /// `server_key` (Z85). False when that is not a valid key. No-op (true) when off.
   bool configure_client(void* push, std::string_view server_key) const noexcept;

@@ -67,6 +67,11 @@ void Registry::add_type(WireType t) {
     throw std::invalid_argument("tern: message id " + std::to_string(t.info->id) +
                                 " registered twice: " + std::string(types_[it->second].info->name) +
                                 " and " + cpp);
+  try {
+    tern::detail::register_message_type(*t.info);  // one type per id in the whole process
+  } catch (const std::logic_error& e) {
+    throw std::invalid_argument(e.what());
+  }
   for (std::size_t i = 0; i < t.fields.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
       if (t.fields[i].name == t.fields[j].name)
@@ -103,7 +108,7 @@ const WireType* Registry::find(MessageId id) const noexcept {
 
 const WireType& Registry::require(MessageId id, std::string_view cpp_name) const {
   const WireType* t = find(id);
-  if (!t)
+  if (!t || t->info->name != cpp_name)  // another type with this id is not this type
     throw std::invalid_argument("tern: " + std::string(cpp_name) +
                                 " is not registered (Registry::add<T>())");
   return *t;

@@ -129,6 +129,8 @@ inline wire::Registry registry() {
 inline GatewayConfig config(const std::string& bind) {
   GatewayConfig c;
   c.bind = bind;
+  // only the sink: an input naming any other endpoint is refused, never connected to
+  c.allowed_endpoints = {"ipc://@tern-fuzz-sink-*"};
   c.max_frame_bytes = 4096;
   c.max_depth = 16;
   c.max_remotes = 64;

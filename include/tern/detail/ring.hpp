@@ -13,10 +13,15 @@
 //   [read-mostly: mask, slots]
 //   [slots: 2 lines each, header + payload in the first line for messages <= 16 bytes]
 //
-// Two claim disciplines share the layout: push_spsc (one producer thread, plain store of
-// tail) and push_mpsc (any thread, CAS on tail).
+// Two claim disciplines share the layout, chosen at init: push_spsc (one producer thread,
+// plain store of tail) and push_mpsc (any thread, CAS on tail). "Closed" is `closed_`, and
+// on an mpsc ring also bit 63 of tail, so that a claim CAS fails once the ring is closed.
+// An spsc ring never carries that bit: its producer's plain tail store would overwrite a
+// bit set by a concurrent close() (an RMW per send would be needed to keep it); its
+// producer checks `closed_` instead.
 #pragma once
 #include <atomic>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -63,13 +68,20 @@ class Ring {
   Ring() = default;
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
-  ~Ring() { std::free(slots_); }
+  /// Destroys the messages still in the ring (accepted, never consumed), then the slots.
+  /// No producer or consumer may run any more.
+  ~Ring() {
+    destroy_pending();
+    std::free(slots_);
+  }
 
-  /// Allocates the slots. Set-up only (before any producer or consumer runs).
-  void init(std::uint32_t capacity) {
+  /// Allocates the slots and fixes the claim discipline (push_spsc only on an spsc ring,
+  /// push_mpsc only on an mpsc ring). Set-up only (before any producer or consumer runs).
+  void init(std::uint32_t capacity, MailboxKind kind = MailboxKind::mpsc) {
     const std::uint32_t n = round_capacity(capacity);
     void* mem = std::aligned_alloc(kCacheLine, sizeof(Slot) * n);
     if (!mem) throw std::bad_alloc();
+    destroy_pending();
     std::free(slots_);
     slots_ = static_cast<Slot*>(mem);
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -78,12 +90,14 @@ class Ring {
       slots_[i].seq.store(0, std::memory_order_relaxed);
     }
     mask_ = n - 1;
+    spsc_ = kind == MailboxKind::spsc;
   }
 
   /// Any number of producer threads. `fill(Slot&)` constructs the message. `sc` publishes
   /// with seq_cst, needed when the consumer may park (pairs with its seq_cst sleep flag).
   template <class Fill>
   PushStatus push_mpsc(Fill&& fill, bool sc) noexcept {
+    assert(!spsc_ && "push_mpsc on a ring initialised as spsc");
     std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
     for (;;) {
       if (pos & kClosed) return PushStatus::closed;
@@ -105,17 +119,23 @@ class Ring {
     return PushStatus::ok;
   }
 
-  /// Exactly one producer thread (the caller enforces that).
+  /// Exactly one producer thread (the caller enforces that), on a ring initialised spsc.
   template <class Fill>
   PushStatus push_spsc(Fill&& fill, bool sc) noexcept {
+    assert(spsc_ && "push_spsc on a ring initialised as mpsc");
     const std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
+    // closed_, not a bit of tail (see the top of this file). Relaxed: a close() that
+    // happened before this send is seen (coherence); one racing with it may still accept
+    // this message (Manager::end orders actor producers by its stop protocol).
     if (closed_.load(std::memory_order_relaxed)) return PushStatus::closed;
     if (pos - p_.head_cache.load(std::memory_order_relaxed) > mask_) {
       const std::uint64_t h = c_.head.load(std::memory_order_acquire);
       p_.head_cache.store(h, std::memory_order_relaxed);
       if (pos - h > mask_) return PushStatus::full;
     }
-    p_.tail.store(pos + 1, std::memory_order_relaxed);  // only depth() readers look at it
+    // only depth()/drained() readers look at it; never carries kClosed (close() leaves an
+    // spsc tail alone), so this store cannot erase a close
+    p_.tail.store(pos + 1, std::memory_order_relaxed);
     publish(pos, static_cast<Fill&&>(fill), sc);
     return PushStatus::ok;
   }
@@ -139,7 +159,9 @@ class Ring {
   /// Closes the ring to new messages. Any thread; idempotent.
   void close() noexcept {
     closed_.store(true, std::memory_order_seq_cst);
-    p_.tail.fetch_or(kClosed, std::memory_order_seq_cst);
+    // mpsc: claims are CASes on tail, so the bit makes every later claim fail. Not on an
+    // spsc ring: its producer's plain tail store would erase it.
+    if (!spsc_) p_.tail.fetch_or(kClosed, std::memory_order_seq_cst);
   }
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
   /// Consumer: every claimed position consumed? (MPSC claims may be in flight until then)
@@ -158,6 +180,19 @@ class Ring {
   std::uint32_t capacity() const noexcept { return static_cast<std::uint32_t>(mask_ + 1); }
 
  private:
+  /// Destroys every published message from the consumer's position on (they were accepted
+  /// and never handled: an actor that never started, or a ring torn down with work left).
+  /// Published positions are exactly those whose seq is position + 1, so the walk stops at
+  /// the first slot not published for this lap. Single-threaded (destructor, set-up).
+  void destroy_pending() noexcept {
+    if (!slots_) return;
+    for (std::uint64_t pos = c_.next; pos - c_.next <= mask_; ++pos) {
+      Slot& s = slots_[pos & mask_];
+      if (s.seq.load(std::memory_order_acquire) != pos + 1) break;
+      destroy_message(*s.info, s.payload);
+    }
+  }
+
   template <class Fill>
   void publish(std::uint64_t pos, Fill&& fill, bool sc) noexcept {
     // why: when the consumer keeps up it polls the very slot we write next, so each write
@@ -185,6 +220,7 @@ class Ring {
   alignas(kCacheLine) std::uint64_t mask_ = 0;
   Slot* slots_ = nullptr;
   std::atomic<bool> closed_{false};
+  bool spsc_ = false;  ///< set-up: the claim discipline (read-mostly line)
 };
 
 static_assert(sizeof(Ring) == 3 * kCacheLine);

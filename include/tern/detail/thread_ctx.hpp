@@ -13,6 +13,10 @@ namespace tern::detail {
 struct ThreadCtx {
   Actor* current = nullptr;                ///< actor whose handler runs on this thread
   std::atomic<Actor*> waiting_for{nullptr}; ///< fast_send: the actor whose lock we wait for
+  /// A gateway running a handler inline on its own thread: sends to remote refs behind it
+  /// go straight out (Actor::forward_direct) instead of into its mailbox, whose only
+  /// consumer is this very thread.
+  Actor* direct_gateway = nullptr;
 };
 // why initial-exec: libtern is a shared library; the default (global-dynamic) model would
 // call __tls_get_addr on every access, in the receive loop and on every send.
