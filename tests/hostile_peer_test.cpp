@@ -408,7 +408,12 @@ TEST_CASE("after 4,000 frames carrying 60 KB names or endpoints resident memory 
       default: REQUIRE(c.send(Client::frame("t", c.endpoint, "pong", big, R"({"count":1})"))); break;
     }
   }
-  REQUIRE(wait_until([&] { return node.gw->stats().frames_in >= static_cast<std::uint64_t>(frames) + 1; }));
+  // frames_in moves before a frame is decoded: wait for the last one's drop too
+  REQUIRE(wait_until([&] {
+    const GatewayStats st = node.gw->stats();
+    return st.frames_in >= static_cast<std::uint64_t>(frames) + 1 &&
+           st.drops(GatewayDrop::name_too_long) >= static_cast<std::uint64_t>(frames);
+  }));
   const std::size_t after = rss_bytes();
   MESSAGE("VmRSS before " << before / 1024 << " KiB, after " << after / 1024 << " KiB");
   if (kCheckRss) CHECK(after < before + (64u << 20));
