@@ -413,7 +413,7 @@ class Harness {
     std::uint64_t n = s.messages_in;
     for (std::size_t d = 0; d <= static_cast<std::size_t>(GatewayDrop::actor_stopped); ++d)
       n += s.dropped[d];
-    return n;
+    return n + s.drops(GatewayDrop::name_too_long);  // inbound, listed after the outbound causes
   }
 
   /// The receiver's handlers, then the gateway's outbound turn (replies and echoes leave).
