@@ -57,9 +57,9 @@ struct Setup {
   }
   void drain() {
     tern::detail::Mailbox& mb = sink.actor()->mailbox();
-    while (tern::detail::Slot* s = mb.front()) {
-      tern::destroy_message(*s->info, s->payload);
-      mb.pop();
+    while (tern::detail::Record* s = mb.front()) {
+      tern::destroy_message(tern::detail::message_type_at(s->type), mb.payload(*s));
+      mb.pop(*s);
     }
     mb.release();
   }

@@ -47,22 +47,23 @@ struct Msg80 {
 template <bool Mpsc>
 void ring_push_pop(benchmark::State& st) {
   detail::Ring r;
-  r.init(4096, Mpsc ? MailboxKind::mpsc : MailboxKind::spsc);
+  r.init(4096 * 32, Mpsc ? MailboxKind::mpsc : MailboxKind::spsc);
   const auto batch = static_cast<std::uint32_t>(st.range(0));
   std::uint64_t sum = 0;
-  const MessageInfo& info = message_info_v<Msg8>;
+  const std::uint32_t type = detail::type_index_of(message_info_v<Msg8>);
+  constexpr std::uint32_t word = detail::record_bytes(sizeof(Msg8), false);
   for (auto _ : st) {
     for (std::uint32_t i = 0; i < batch; ++i) {
-      auto fill = [&](detail::Slot& s) noexcept {
-        ::new (static_cast<void*>(s.payload)) Msg8{i};
-        s.info = &info;
+      auto fill = [&](detail::Record& s) noexcept {
+        ::new (static_cast<void*>(s.body())) Msg8{i};
+        s.type = type;
       };
-      const auto ok = Mpsc ? r.push_mpsc(fill, false) : r.push_spsc(fill, false);
+      const auto ok = Mpsc ? r.push_mpsc(word, fill, false) : r.push_spsc(word, fill, false);
       benchmark::DoNotOptimize(ok);
     }
     for (std::uint32_t i = 0; i < batch; ++i) {
-      detail::Slot* s = r.front();
-      sum += reinterpret_cast<const Msg8*>(s->payload)->a;
+      detail::Record* s = r.front();
+      sum += reinterpret_cast<const Msg8*>(s->body())->a;
       r.pop();
     }
     r.release();
@@ -137,9 +138,9 @@ void slot_cycle(benchmark::State& st) {
   for (auto _ : st) {
     const SendResult r = ref.try_send(M{}, ActorRef());
     benchmark::DoNotOptimize(r);
-    detail::Slot* s = mb.front();
-    destroy_message(*s->info, s->payload);
-    mb.pop();
+    detail::Record* s = mb.front();
+    destroy_message(detail::message_type_at(s->type), mb.payload(*s));
+    mb.pop(*s);
     mb.release();
   }
   st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));

@@ -69,6 +69,7 @@ ActorRef Manager::manage(std::string name, std::unique_ptr<Actor> actor, ThreadC
   auto e = std::make_unique<Entry>();
   Actor& a = *actor;
   Runtime::set_owner(a, name, this, nullptr);
+  a.check_message_sizes(mailbox);
   a.mailbox().configure(mailbox, &a, a.name().data());
   e->actor = std::move(actor);
   e->thread = std::move(thread);

@@ -3,6 +3,7 @@
 // wire::Registry::add. A clash (two types, one id) is reported by name: thrown at set-up,
 // printed and remembered when found during static initialisation.
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -51,6 +52,23 @@ const MessageInfo* clash_for(TypeTable& t, const MessageInfo& info) {
 }  // namespace
 
 namespace detail {
+
+std::atomic<const MessageInfo*> g_message_types[Tuning::max_message_types];
+
+std::uint32_t register_type_index(const MessageInfo& info) noexcept {
+  static std::mutex mu;  // function-local: static initialisers of any TU may call in
+  static std::uint32_t count = 1;  // 0 stays empty: a zeroed record names no type
+  const std::lock_guard lock(mu);
+  for (std::uint32_t i = 1; i < count; ++i)
+    if (g_message_types[i].load(std::memory_order_relaxed) == &info) return i;
+  if (count >= Tuning::max_message_types) {
+    std::fprintf(stderr, "tern: more than %u message types (Tuning::max_message_types) at %.*s\n",
+                 Tuning::max_message_types, static_cast<int>(info.name.size()), info.name.data());
+    std::abort();
+  }
+  g_message_types[count].store(&info, std::memory_order_release);
+  return count++;
+}
 
 void register_message_type(const MessageInfo& info) {
   TypeTable& t = table();

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <tern/histogram.hpp>
 #include <tern/manager.hpp>
@@ -26,8 +28,50 @@ std::uint64_t now_ns() noexcept {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-void count_refused(Actor& a, PushStatus st) noexcept {
+std::atomic<Actor*> g_actors[Tuning::max_actors];
+
+namespace {
+std::mutex g_actors_mu;
+std::vector<std::uint32_t> g_free_actor_indices;  // guarded by g_actors_mu
+std::uint32_t g_actor_count = 1;                  // 0 stays empty: "not an actor"
+
+std::uint32_t register_actor(Actor* a) {
+  const std::lock_guard lock(g_actors_mu);
+  std::uint32_t i;
+  if (!g_free_actor_indices.empty()) {
+    i = g_free_actor_indices.back();
+    g_free_actor_indices.pop_back();
+  } else if (g_actor_count < Tuning::max_actors) {
+    i = g_actor_count++;
+  } else {
+    throw std::length_error("tern: more than " + std::to_string(Tuning::max_actors - 1) +
+                            " actors alive at once (Tuning::max_actors)");
+  }
+  g_actors[i].store(a, std::memory_order_release);
+  return i;
+}
+
+void unregister_actor(std::uint32_t i) noexcept {
+  const std::lock_guard lock(g_actors_mu);
+  g_actors[i].store(nullptr, std::memory_order_relaxed);
+  try {
+    g_free_actor_indices.push_back(i);
+  } catch (...) {
+    // bad_alloc: the index is not reused, nothing else is lost
+  }
+}
+}  // namespace
+
+void count_refused(Actor& a, PushStatus st, const MessageInfo& info) noexcept {
   Runtime::count_refused(a, st);
+  if (st == PushStatus::too_large && Runtime::first_too_large(a)) {
+    std::fprintf(stderr,
+                 "tern: actor '%.*s': a %.*s (%u bytes) is larger than its mailbox's "
+                 "max_message_bytes (%u): refused (SendResult::too_large)\n",
+                 static_cast<int>(a.name().size()), a.name().data(),
+                 static_cast<int>(info.name.size()), info.name.data(), info.size,
+                 a.mailbox().max_message_bytes());
+  }
 }
 
 void fast_send_threw(Actor& a, const MessageInfo& info, FastReply& r) noexcept {
@@ -69,39 +113,44 @@ void Runtime::note_handler_exception(Actor& a, const MessageInfo& info) noexcept
 std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
   Mailbox& mb = a.mailbox_;
   std::uint32_t n = 0;
-  Slot* s = nullptr;  // the message being handled (the catch below needs this very one)
+  Record* r = nullptr;  // the message being handled (the catch below needs this very one)
+  void* payload = nullptr;
   for (;;) {
     try {
       while (n < limit) {
-        s = mb.front();
-        if (!s) break;
-        const MessageInfo& info = *s->info;
-        if (s->target_remote) [[unlikely]] {
+        r = mb.front();
+        if (!r) break;
+        const MessageInfo& info = message_type_at(r->type);
+        payload = mb.payload(*r);
+        const RecordExt* ext = Mailbox::ext(*r);
+        if (ext && ext->target_remote) [[unlikely]] {
           // a gateway: this message leaves the process
-          a.forward_remote(info, s->payload, s->target_remote,
-                           ActorRef(s->sender, s->sender_remote));
+          a.forward_remote(info, payload, ext->target_remote,
+                           ActorRef(actor_at(r->sender), r->sender_remote));
         } else {
-          a.cur_.sender = s->sender;
-          a.cur_.sender_remote = s->sender_remote;
+          a.cur_.sender = actor_at(r->sender);
+          a.cur_.sender_remote = r->sender_remote;
           if (a.queue_hist_) [[unlikely]] {
             const std::uint64_t t0 = now_ns();
-            if (s->enqueue_ns && t0 >= s->enqueue_ns) a.queue_hist_->record(t0 - s->enqueue_ns);
-            a.dispatch(info, s->payload);
+            const std::uint64_t sent = ext ? ext->enqueue_ns : 0;
+            if (sent && t0 >= sent) a.queue_hist_->record(t0 - sent);
+            a.dispatch(info, payload);
             a.handler_hist_->record(now_ns() - t0);
           } else {
-            a.dispatch(info, s->payload);
+            a.dispatch(info, payload);
           }
         }
-        destroy_message(info, s->payload);
-        mb.pop();
+        destroy_message(info, payload);
+        mb.pop(*r);
         ++n;
       }
       break;
     } catch (...) {
       // not front() again: a priority message that arrived meanwhile would be the front now
-      note_handler_exception(a, *s->info);
-      destroy_message(*s->info, s->payload);
-      mb.pop();
+      const MessageInfo& info = message_type_at(r->type);
+      note_handler_exception(a, info);
+      destroy_message(info, payload);
+      mb.pop(*r);
       ++n;
     }
   }
@@ -184,7 +233,9 @@ void Runtime::ack_phase(Actor& a) noexcept {
 }
 
 void Runtime::count_refused(Actor& a, PushStatus st) noexcept {
-  (st == PushStatus::full ? a.refused_full_ : a.refused_closed_)
+  (st == PushStatus::full        ? a.refused_full_
+   : st == PushStatus::too_large ? a.refused_too_large_
+                                 : a.refused_closed_)
       .fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -241,8 +292,18 @@ void Runtime::run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
 
 // ---- Actor ----------------------------------------------------------------------------
 
-Actor::Actor() { rebuild_table(); }
-Actor::~Actor() = default;
+Actor::Actor() : index_(detail::register_actor(this)) { rebuild_table(); }
+Actor::~Actor() { detail::unregister_actor(index_); }
+
+void Actor::check_message_sizes(const MailboxConfig& cfg) const {
+  for (const Entry& e : entries_) {
+    if (e.info->size > cfg.max_message_bytes)
+      throw std::invalid_argument(
+          "tern: actor '" + name_ + "' handles " + std::string(e.info->name) + " (" +
+          std::to_string(e.info->size) + " bytes) but its MailboxConfig::max_message_bytes is " +
+          std::to_string(cfg.max_message_bytes));
+  }
+}
 
 void Actor::add_handler(const MessageInfo& info, Thunk fn) {
   for (const Entry& e : entries_) {
@@ -335,6 +396,7 @@ ActorStats Actor::stats() const noexcept {
   s.capacity = mailbox_.capacity();
   s.refused_full = refused_full_.load(std::memory_order_relaxed);
   s.refused_closed = refused_closed_.load(std::memory_order_relaxed);
+  s.refused_too_large = refused_too_large_.load(std::memory_order_relaxed);
   s.unhandled = unhandled_.load(std::memory_order_relaxed);
   s.reply_failures = reply_failures_.load(std::memory_order_relaxed);
   s.fast_sends = fast_sends_.load(std::memory_order_relaxed);
@@ -393,6 +455,7 @@ std::string_view to_string(SendResult r) noexcept {
     case SendResult::full: return "full";
     case SendResult::closed: return "closed";
     case SendResult::no_target: return "no_target";
+    case SendResult::too_large: return "too_large";
   }
   return "?";
 }

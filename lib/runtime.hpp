@@ -24,6 +24,10 @@ struct Runtime {
   static void run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
                        std::atomic<std::uint32_t>* started) noexcept;
   static void count_refused(Actor& a, PushStatus st) noexcept;
+  /// True the first time a too_large send to `a` is seen (it is then logged once).
+  static bool first_too_large(Actor& a) noexcept {
+    return a.refused_too_large_.load(std::memory_order_relaxed) == 1;
+  }
   /// Inside a catch block: logs which handler threw what, and counts it.
   static void note_handler_exception(Actor& a, const MessageInfo& info) noexcept;
   /// Stop protocol, phase 1 seen? Acknowledge it (once).

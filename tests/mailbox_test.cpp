@@ -11,7 +11,7 @@
 
 using tern::detail::PushStatus;
 using tern::detail::Ring;
-using tern::detail::Slot;
+using tern::detail::Record;
 
 namespace {
 struct Item {
@@ -20,29 +20,32 @@ struct Item {
   std::uint64_t seq;
 };
 
+constexpr std::uint32_t kItemWord = tern::detail::record_bytes(sizeof(Item), false);
+constexpr std::uint32_t kItemBytes = kItemWord;  // 32: a 16-byte header + 16 bytes
+
 auto fill(std::uint32_t producer, std::uint64_t seq) {
-  return [=](Slot& s) noexcept {
-    new (s.payload) Item{producer, seq};
-    s.info = &tern::message_info_v<Item>;
+  return [=](Record& r) noexcept {
+    new (r.body()) Item{producer, seq};
+    r.type = tern::detail::type_index_of(tern::message_info_v<Item>);
   };
 }
-const Item& item(Slot* s) { return *reinterpret_cast<const Item*>(s->payload); }
+const Item& item(Record* r) { return *reinterpret_cast<const Item*>(r->body()); }
+PushStatus push(Ring& r, bool spsc, std::uint32_t producer, std::uint64_t seq) {
+  return spsc ? r.push_spsc(kItemWord, fill(producer, seq), false)
+              : r.push_mpsc(kItemWord, fill(producer, seq), false);
+}
 }  // namespace
 
 TEST_CASE("a ring holds capacity messages in FIFO order and then reports full") {
   for (bool spsc : {true, false}) {
     Ring r;
-    r.init(5, spsc ? tern::MailboxKind::spsc : tern::MailboxKind::mpsc);  // rounds to 8
-    CHECK(r.capacity() == 8);
-    for (std::uint64_t i = 0; i < 8; ++i) {
-      const auto st = spsc ? r.push_spsc(fill(0, i), false) : r.push_mpsc(fill(0, i), false);
-      CHECK(st == PushStatus::ok);
-    }
-    CHECK((spsc ? r.push_spsc(fill(0, 99), false) : r.push_mpsc(fill(0, 99), false)) ==
-          PushStatus::full);
+    r.init(5 * kItemBytes, spsc ? tern::MailboxKind::spsc : tern::MailboxKind::mpsc);  // 256
+    CHECK(r.bytes() == 8 * kItemBytes);
+    for (std::uint64_t i = 0; i < 8; ++i) CHECK(push(r, spsc, 0, i) == PushStatus::ok);
+    CHECK(push(r, spsc, 0, 99) == PushStatus::full);
     CHECK(r.depth() == 8);
     for (std::uint64_t i = 0; i < 8; ++i) {
-      Slot* s = r.front();
+      Record* s = r.front();
       REQUIRE(s != nullptr);
       CHECK(item(s).seq == i);
       r.pop();
@@ -51,8 +54,7 @@ TEST_CASE("a ring holds capacity messages in FIFO order and then reports full") 
     CHECK(r.front() == nullptr);
     CHECK(r.empty_sc());
     // wraps around: a second lap works
-    CHECK((spsc ? r.push_spsc(fill(0, 8), false) : r.push_mpsc(fill(0, 8), false)) ==
-          PushStatus::ok);
+    CHECK(push(r, spsc, 0, 8) == PushStatus::ok);
     REQUIRE(r.front() != nullptr);
     CHECK(item(r.front()).seq == 8);
   }
@@ -60,14 +62,14 @@ TEST_CASE("a ring holds capacity messages in FIFO order and then reports full") 
 
 TEST_CASE("popped slots go back to producers only at release(), once per batch") {
   Ring r;
-  r.init(2);
-  CHECK(r.push_mpsc(fill(0, 0), false) == PushStatus::ok);
-  CHECK(r.push_mpsc(fill(0, 1), false) == PushStatus::ok);
+  r.init(2 * kItemBytes);  // the smallest ring: 64 bytes
+  CHECK(push(r, false, 0, 0) == PushStatus::ok);
+  CHECK(push(r, false, 0, 1) == PushStatus::ok);
   REQUIRE(r.front() != nullptr);
   r.pop();
-  CHECK(r.push_mpsc(fill(0, 2), false) == PushStatus::full);
+  CHECK(push(r, false, 0, 2) == PushStatus::full);
   r.release();
-  CHECK(r.push_mpsc(fill(0, 2), false) == PushStatus::ok);
+  CHECK(push(r, false, 0, 2) == PushStatus::ok);
   REQUIRE(r.front() != nullptr);
   CHECK(item(r.front()).seq == 1);
 }
@@ -75,21 +77,18 @@ TEST_CASE("popped slots go back to producers only at release(), once per batch")
 TEST_CASE("a closed ring refuses new messages but keeps the accepted ones") {
   for (bool spsc : {true, false}) {
     Ring r;
-    r.init(4, spsc ? tern::MailboxKind::spsc : tern::MailboxKind::mpsc);
-    auto push = [&](std::uint64_t n) {
-      return spsc ? r.push_spsc(fill(0, n), false) : r.push_mpsc(fill(0, n), false);
-    };
-    CHECK(push(1) == PushStatus::ok);
+    r.init(4 * kItemBytes, spsc ? tern::MailboxKind::spsc : tern::MailboxKind::mpsc);
+    CHECK(push(r, spsc, 0, 1) == PushStatus::ok);
     r.close();
     CHECK(r.closed());
-    CHECK(push(2) == PushStatus::closed);
+    CHECK(push(r, spsc, 0, 2) == PushStatus::closed);
     CHECK_FALSE(r.drained());
     REQUIRE(r.front() != nullptr);
     CHECK(item(r.front()).seq == 1);
     r.pop();
     r.release();
     CHECK(r.drained());
-    CHECK(r.accepted() == 1);
+    CHECK(r.depth() == 0);
   }
 }
 
@@ -97,12 +96,12 @@ TEST_CASE("four producers into one MPSC ring: exact count and per-producer order
   constexpr std::uint32_t kProducers = 4;
   const std::uint64_t kEach = tern::test::scaled(250'000);
   Ring r;
-  r.init(1024);
+  r.init(1024 * kItemBytes);
   std::vector<std::thread> ps;
   for (std::uint32_t p = 0; p < kProducers; ++p) {
     ps.emplace_back([&r, p, kEach] {
       for (std::uint64_t i = 0; i < kEach;) {
-        if (r.push_mpsc(fill(p, i), false) == PushStatus::ok)
+        if (push(r, false, p, i) == PushStatus::ok)
           ++i;
         else
           std::this_thread::yield();
@@ -113,7 +112,7 @@ TEST_CASE("four producers into one MPSC ring: exact count and per-producer order
   std::uint64_t got = 0, out_of_order = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (got < kProducers * kEach && std::chrono::steady_clock::now() < deadline) {
-    Slot* s = r.front();
+    Record* s = r.front();
     if (!s) continue;
     const Item& it = item(s);
     if (it.seq != next[it.producer]) ++out_of_order;
@@ -132,15 +131,15 @@ TEST_CASE("four producers into one MPSC ring: exact count and per-producer order
 TEST_CASE("SPSC ring across two threads delivers every message once, in order") {
   const std::uint64_t kN = tern::test::scaled(1'000'000);
   Ring r;
-  r.init(256, tern::MailboxKind::spsc);
+  r.init(256 * kItemBytes, tern::MailboxKind::spsc);
   std::thread prod([&] {
     for (std::uint64_t i = 0; i < kN;)
-      if (r.push_spsc(fill(0, i), false) == PushStatus::ok) ++i;
+      if (push(r, true, 0, i) == PushStatus::ok) ++i;
   });
   std::uint64_t expect = 0, bad = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (expect < kN && std::chrono::steady_clock::now() < deadline) {
-    Slot* s = r.front();
+    Record* s = r.front();
     if (!s) continue;
     if (item(s).seq != expect) ++bad;
     ++expect;
@@ -162,32 +161,36 @@ struct Counted {
   Counted(Counted&& o) noexcept : owned(std::move(o.owned)) { ++live; }
   ~Counted() { --live; }
 };
-auto fill_counted(int v) {
-  return [=](Slot& s) noexcept {
-    new (s.payload) Counted{v};
-    s.info = &tern::message_info_v<Counted>;
-  };
-}
 }  // namespace
 
-TEST_CASE("a ring destroys the messages it still holds when it is destroyed") {
+TEST_CASE("a mailbox destroys the messages it still holds when it is destroyed") {
   for (bool spsc : {true, false}) {
     Counted::live = 0;
     {
-      Ring r;
-      r.init(8, spsc ? tern::MailboxKind::spsc : tern::MailboxKind::mpsc);
+      tern::detail::Mailbox mb;
+      tern::MailboxConfig cfg;
+      cfg.capacity = 8;
+      cfg.kind = spsc ? tern::MailboxKind::spsc : tern::MailboxKind::mpsc;
+      mb.configure(cfg, nullptr, "m");
+      const std::uint32_t type = tern::detail::type_index_of(tern::message_info_v<Counted>);
+      auto send = [&](int v) {
+        return mb.push(sizeof(Counted), false,
+                       [&](Record& r, void* p) noexcept {
+                         new (p) Counted{v};
+                         r.type = type;
+                       },
+                       false);
+      };
       // two laps' worth of positions, so the leftovers sit across the wrap point
       for (int lap = 0; lap < 2; ++lap) {
-        for (int i = 0; i < 6; ++i)
-          CHECK((spsc ? r.push_spsc(fill_counted(i), false) : r.push_mpsc(fill_counted(i), false)) ==
-                PushStatus::ok);
+        for (int i = 0; i < 6; ++i) CHECK(send(i) == PushStatus::ok);
         for (int i = 0; i < (lap == 0 ? 6 : 2); ++i) {  // consume all of lap 0, 2 of lap 1
-          Slot* s = r.front();
+          Record* s = mb.front();
           REQUIRE(s != nullptr);
-          tern::destroy_message(*s->info, s->payload);
-          r.pop();
+          tern::destroy_message(tern::detail::message_type_at(s->type), mb.payload(*s));
+          mb.pop(*s);
         }
-        r.release();
+        mb.release();
       }
       CHECK(Counted::live == 4);
     }
@@ -202,7 +205,7 @@ TEST_CASE("close() racing with an spsc producer: every send after the close is r
   const int kRounds = static_cast<int>(tern::test::scaled(200));
   for (int round = 0; round < kRounds; ++round) {
     Ring r;
-    r.init(64, tern::MailboxKind::spsc);
+    r.init(64 * kItemBytes, tern::MailboxKind::spsc);
     std::atomic<bool> told{false}, stop{false};
     std::atomic<std::uint64_t> ok{0}, late_ok{0}, late_tries{0};
     std::thread prod([&] {
@@ -210,7 +213,7 @@ TEST_CASE("close() racing with an spsc producer: every send after the close is r
       bool after = false;
       while (!stop.load(std::memory_order_relaxed)) {
         if (!after && told.load(std::memory_order_acquire)) after = true;
-        const PushStatus st = r.push_spsc(fill(0, n), false);
+        const PushStatus st = push(r, true, 0, n);
         if (st == PushStatus::ok) {
           ++n;
           ok.store(n, std::memory_order_release);
@@ -230,7 +233,7 @@ TEST_CASE("close() racing with an spsc producer: every send after the close is r
         told.store(true, std::memory_order_release);
         closed = true;
       }
-      if (Slot* s = r.front()) {
+      if (Record* s = r.front()) {
         if (item(s).seq != got) ++bad;
         ++got;
         r.pop();
@@ -241,7 +244,7 @@ TEST_CASE("close() racing with an spsc producer: every send after the close is r
     }
     stop = true;
     prod.join();
-    while (Slot* s = r.front()) {  // what was accepted before the close landed
+    while (Record* s = r.front()) {  // what was accepted before the close landed
       if (item(s).seq != got) ++bad;
       ++got;
       r.pop();
@@ -251,8 +254,8 @@ TEST_CASE("close() racing with an spsc producer: every send after the close is r
     CHECK(late_ok.load() == 0);
     CHECK(bad == 0);
     CHECK(got == ok.load());
-    CHECK(r.accepted() == got);
+    CHECK(r.depth() == 0);
     CHECK(r.drained());
-    CHECK(r.push_spsc(fill(0, 0), false) == PushStatus::closed);
+    CHECK(push(r, true, 0, 0) == PushStatus::closed);
   }
 }

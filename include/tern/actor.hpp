@@ -38,6 +38,7 @@ struct ActorStats {
   std::uint32_t capacity = 0;        ///< normal-lane capacity
   std::uint64_t refused_full = 0;    ///< try_send that found the mailbox full
   std::uint64_t refused_closed = 0;  ///< sends refused because the actor was closing
+  std::uint64_t refused_too_large = 0;  ///< sends above MailboxConfig::max_message_bytes
   std::uint64_t unhandled = 0;       ///< messages that reached on_unhandled
   std::uint64_t reply_failures = 0;  ///< reply() with no sender, or refused by the sender
   std::uint64_t fast_sends = 0;      ///< handlers run through fast_send
@@ -48,6 +49,15 @@ namespace detail {
 
 struct Runtime;  // lib/runtime.cpp: the loops that drain mailboxes
 std::uint64_t now_ns() noexcept;
+
+/// The actor table: index -> Actor, what a mailbox record carries instead of a pointer.
+/// Written when an actor is constructed (set-up) and cleared when it is destroyed.
+extern std::atomic<Actor*> g_actors[Tuning::max_actors];
+/// Consumer: the actor of a record's sender index (nullptr for 0).
+inline Actor* actor_at(std::uint32_t index) noexcept {
+  // acquire: pairs with the release in the Actor constructor (set-up on another thread)
+  return g_actors[index].load(std::memory_order_acquire);
+}
 
 }  // namespace detail
 
@@ -71,6 +81,11 @@ class Actor {
 
   /// Runtime use: this actor's mailbox.
   detail::Mailbox& mailbox() noexcept { return mailbox_; }
+  /// This actor's index in the process-wide actor table (what records carry). Never 0.
+  std::uint32_t index() const noexcept { return index_; }
+  /// Set-up: throws std::invalid_argument naming the type and both sizes when a handled
+  /// message type is larger than `cfg.max_message_bytes` (Manager::manage, Group::add).
+  void check_message_sizes(const MailboxConfig& cfg) const;
 
  protected:
   /// Registers member function `void C::f(const T&)` as the handler of message type T.
@@ -168,6 +183,7 @@ class Actor {
   FastStatus lock_for_fast_send(detail::ThreadCtx* me) noexcept;
 
   detail::Mailbox mailbox_;
+  std::uint32_t index_ = 0;  ///< in detail::g_actors (set in the constructor)
 
   // Consumer-side hot state: one line, written by whoever holds the lock.
   alignas(kCacheLine) std::atomic<detail::ThreadCtx*> owner_{nullptr};
@@ -189,6 +205,7 @@ class Actor {
   // Cold: counters that move only on failures, and set-up data.
   alignas(kCacheLine) std::atomic<std::uint64_t> refused_full_{0};
   std::atomic<std::uint64_t> refused_closed_{0};
+  std::atomic<std::uint64_t> refused_too_large_{0};
   std::atomic<std::uint64_t> unhandled_{0};
   std::atomic<std::uint64_t> reply_failures_{0};
   std::atomic<std::uint64_t> fast_sends_{0};
@@ -217,11 +234,14 @@ struct HandlerTraits<void (C::*)(const M&) noexcept> {
 };
 
 inline SendResult to_send_result(PushStatus st) noexcept {
-  return st == PushStatus::ok     ? SendResult::ok
-         : st == PushStatus::full ? SendResult::full
-                                  : SendResult::closed;
+  return st == PushStatus::ok          ? SendResult::ok
+         : st == PushStatus::full      ? SendResult::full
+         : st == PushStatus::too_large ? SendResult::too_large
+                                       : SendResult::closed;
 }
-void count_refused(Actor& a, PushStatus st) noexcept;
+/// Counts a refused send; a too_large one is also logged (naming the type and both sizes)
+/// the first time it happens for that mailbox.
+void count_refused(Actor& a, PushStatus st, const MessageInfo& info) noexcept;
 /// Inside fast_send's catch block: logs and counts the exception like a queued handler's,
 /// drops any reply and sets FastStatus::handler_threw.
 void fast_send_threw(Actor& a, const MessageInfo& info, FastReply& r) noexcept;
@@ -242,7 +262,7 @@ void Actor::handle() {
 
 inline ActorRef ActorRef::current() noexcept { return ActorRef(detail::tl_ctx.current); }
 
-template <class Construct>
+template <std::size_t kStack, class Construct>
 SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, ActorRef from,
                                bool priority) const noexcept {
   if (!actor_) [[unlikely]]
@@ -250,27 +270,38 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
   Actor& a = *actor_;
   const std::uint32_t remote = remote_;
   if (remote && detail::tl_ctx.direct_gateway == &a) [[unlikely]]
-    return send_direct(a, info, construct, remote, from);
+    return send_direct<kStack>(a, info, construct, remote, from);
   const bool stamp = a.mailbox_.stamps();
+  const std::uint32_t type = detail::type_index_of(info);
+  const std::uint32_t sender = from.actor_ ? from.actor_->index_ : 0;
+  const std::uint32_t sender_remote = from.remote_;
+  const bool ext = remote || stamp;
   const detail::PushStatus st = a.mailbox_.push(
-      [&](detail::Slot& s) noexcept {
-        construct(static_cast<void*>(s.payload));
-        s.info = &info;
-        s.sender = from.actor_;
-        s.sender_remote = from.remote_;
-        s.target_remote = remote;
-        if (stamp) s.enqueue_ns = detail::now_ns();  // read only when instrumentation is on
+      info.size, ext,
+      [&](detail::Record& r, void* payload) noexcept {
+        construct(payload);
+        r.type = type;
+        r.sender = sender;
+        r.sender_remote = sender_remote;
+        if (ext) [[unlikely]] {
+          auto* e = reinterpret_cast<detail::RecordExt*>(r.body());
+          e->target_remote = remote;
+          e->reserved = 0;
+          e->enqueue_ns = stamp ? detail::now_ns() : 0;  // read only when instrumentation is on
+        }
       },
       priority);
   if (st != detail::PushStatus::ok) [[unlikely]]
-    detail::count_refused(a, st);
+    detail::count_refused(a, st, info);
   return detail::to_send_result(st);
 }
 
-template <class Construct>
+template <std::size_t kStack, class Construct>
 SendResult ActorRef::send_direct(Actor& gw, const MessageInfo& info, Construct& construct,
                                  std::uint32_t remote, ActorRef from) noexcept {
-  alignas(kMaxMessageAlign) unsigned char buf[kMaxMessageBytes];
+  if (info.size > kStack) [[unlikely]]
+    return SendResult::too_large;  // only a type-erased send of a large type gets here
+  alignas(kMaxMessageAlign) unsigned char buf[kStack];
   construct(static_cast<void*>(buf));
   const SendResult r = gw.forward_direct(info, buf, remote, from);
   destroy_message(info, buf);
@@ -288,7 +319,7 @@ SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const
     U copy(std::forward<T>(msg));
     return push(std::move(copy), from, priority);
   } else {
-    return push_with(
+    return push_with<sizeof(U)>(
         message_info_v<U>, [&](void* p) noexcept { ::new (p) U(std::forward<T>(msg)); }, from,
         priority);
   }
@@ -296,7 +327,9 @@ SendResult ActorRef::push(T&& msg, ActorRef from, bool priority) const
 
 inline SendResult ActorRef::try_send_erased(const MessageInfo& info, void* obj, ActorRef from,
                                             bool priority) const noexcept {
-  return push_with(
+  // 1 KiB: the largest type-erased message a gateway-inline handler can send to a remote
+  // peer of that same gateway (larger: too_large). Other erased sends have no such limit.
+  return push_with<1024>(
       info, [&](void* p) noexcept { info.relocate(p, obj); }, from, priority);
 }
 
@@ -374,8 +407,13 @@ FastReply ActorRef::fast_send(T&& msg, ActorRef from) const noexcept {
 template <class T>
 SendResult Actor::reply(T&& msg) noexcept(detail::nothrow_send_v<T>) {
   if (cur_.reply_sink) {
-    cur_.reply_sink->set(std::forward<T>(msg));
-    return SendResult::ok;
+    if constexpr (sizeof(std::remove_cvref_t<T>) > kFastReplyBytes) {
+      reply_failures_.fetch_add(1, std::memory_order_relaxed);
+      return SendResult::too_large;  // a fast_send caller receives at most kFastReplyBytes
+    } else {
+      cur_.reply_sink->set(std::forward<T>(msg));
+      return SendResult::ok;
+    }
   }
   const SendResult r = ActorRef(cur_.sender, cur_.sender_remote).send(std::forward<T>(msg), self());
   if (r != SendResult::ok) [[unlikely]]

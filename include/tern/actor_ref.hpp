@@ -1,5 +1,6 @@
 // ActorRef: the one handle through which anything is sent to an actor, local or remote.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 #include <utility>
@@ -17,6 +18,8 @@ enum class SendResult : std::uint8_t {
   full,       ///< try_send only: the mailbox is full; nothing was sent
   closed,     ///< the target is shutting down or stopped; nothing was sent
   no_target,  ///< empty ActorRef, or reply() with no sender to answer
+  too_large,  ///< the message is larger than the target mailbox's max_message_bytes (or,
+              ///< replying into a fast_send, than kFastReplyBytes); nothing was sent
 };
 
 /// Outcome of fast_send.
@@ -34,7 +37,7 @@ enum class FastStatus : std::uint8_t {
 std::string_view to_string(SendResult r) noexcept;
 std::string_view to_string(FastStatus s) noexcept;
 
-/// The reply of a fast_send, held in place (no allocation).
+/// The reply of a fast_send, held in place (no allocation): up to kFastReplyBytes.
 class FastReply {
  public:
   FastReply() noexcept = default;
@@ -68,6 +71,7 @@ class FastReply {
   void set(T&& msg) noexcept(detail::nothrow_send_v<T>) {
     using U = std::remove_cvref_t<T>;
     static_assert(check_message<U>());
+    static_assert(sizeof(U) <= kFastReplyBytes, "a fast_send reply holds at most kFastReplyBytes");
     if constexpr (!detail::nothrow_send_v<T>) {
       U copy(std::forward<T>(msg));
       set(std::move(copy));
@@ -89,7 +93,7 @@ class FastReply {
  private:
   FastStatus status_ = FastStatus::no_reply;
   const MessageInfo* info_ = nullptr;
-  alignas(kMaxMessageAlign) unsigned char buf_[kMaxMessageBytes];
+  alignas(kMaxMessageAlign) unsigned char buf_[kFastReplyBytes];
 };
 
 /// A cheap copyable handle (16 bytes) to an actor: a local one, or a remote one reached
@@ -154,12 +158,13 @@ class ActorRef {
   template <class T>
   SendResult push(T&& msg, ActorRef from, bool priority) const
       noexcept(detail::nothrow_send_v<T>);
-  template <class Construct>
+  /// kStack: the largest message the send_direct path can build on the stack.
+  template <std::size_t kStack, class Construct>
   SendResult push_with(const MessageInfo& info, Construct&& construct, ActorRef from,
                        bool priority) const noexcept;
   /// A send from a handler a gateway runs inline, to a remote ref behind that gateway: built
   /// on the stack and handed to the gateway right here (ThreadCtx::direct_gateway).
-  template <class Construct>
+  template <std::size_t kStack, class Construct>
   static SendResult send_direct(Actor& gw, const MessageInfo& info, Construct& construct,
                                 std::uint32_t remote, ActorRef from) noexcept;
 

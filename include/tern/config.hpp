@@ -20,11 +20,16 @@ enum class MailboxKind : std::uint8_t { mpsc, spsc };
 /// Fixed cache-line size (house style: not hardware_destructive_interference_size).
 inline constexpr std::size_t kCacheLine = 64;
 
-/// One mailbox slot: a 48-byte header plus the message constructed in place. Two cache lines.
-inline constexpr std::size_t kSlotBytes = 128;
-inline constexpr std::size_t kSlotHeaderBytes = 48;
-/// Largest message that fits in a slot (and in a FastReply). Larger types fail to compile.
-inline constexpr std::size_t kMaxMessageBytes = kSlotBytes - kSlotHeaderBytes;
+/// A mailbox record: a 16-byte header, an optional 16-byte extension (remote target, send
+/// time), then the message constructed in place, rounded up to 16 bytes
+/// (docs/concurrency.md, "Records"). A message of up to 16 bytes takes 32 bytes of ring.
+inline constexpr std::size_t kRecordUnit = 16;
+inline constexpr std::size_t kRecordHeaderBytes = 16;
+/// Hard limit on a message type's size, checked at compile time (each mailbox has its own,
+/// smaller, MailboxConfig::max_message_bytes, checked at set-up and on send).
+inline constexpr std::size_t kMaxMessageBytes = std::size_t{1} << 20;
+/// Largest reply a fast_send caller can receive (FastReply holds it in place).
+inline constexpr std::size_t kFastReplyBytes = 80;
 /// Strictest alignment a message may ask for.
 inline constexpr std::size_t kMaxMessageAlign = 16;
 
@@ -33,8 +38,18 @@ struct Tuning {
   static constexpr Wake default_wake = TERN_DEFAULT_WAKE;
   /// Default normal-lane capacity in messages (meson option mailbox_capacity).
   static constexpr std::uint32_t default_capacity = TERN_DEFAULT_MAILBOX_CAPACITY;
-  /// Capacity of the high-priority lane.
+  /// Capacity of the high-priority lane, in small (<= 16-byte) messages.
   static constexpr std::uint32_t priority_capacity = 256;
+  /// Default MailboxConfig::max_message_bytes: the largest message a mailbox accepts.
+  static constexpr std::uint32_t default_max_message_bytes = 4096;
+  /// Default MailboxConfig::inline_bytes: larger messages go to the mailbox's pool.
+  static constexpr std::uint32_t default_inline_bytes = 256;
+  /// Default MailboxConfig::pool_blocks: blocks per pool size class.
+  static constexpr std::uint32_t default_pool_blocks = 16;
+  /// Process-wide bounds of the type and actor index tables (records carry indices, not
+  /// pointers). Registering more aborts at set-up with a message.
+  static constexpr std::uint32_t max_message_types = 16384;
+  static constexpr std::uint32_t max_actors = 65536;
   /// Messages an actor handles per batch before it looks at its stop flag again (and, in a
   /// Group, before it yields the worker to the next ready actor).
   static constexpr std::uint32_t batch = 64;

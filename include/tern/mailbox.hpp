@@ -8,8 +8,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
 
 #include <tern/config.hpp>
+#include <tern/detail/pool.hpp>
 #include <tern/detail/ring.hpp>
 #include <tern/detail/thread_ctx.hpp>
 
@@ -17,14 +20,29 @@ namespace tern {
 
 /// Per-actor mailbox settings, fixed before the actor starts.
 struct MailboxConfig {
-  /// Normal-lane capacity in messages, rounded up to a power of two. A full mailbox makes
-  /// try_send return SendResult::full and send() wait (it never drops, never grows).
+  /// Normal-lane capacity, counted in small messages (up to 16 bytes, 32 bytes of ring
+  /// each): the ring holds capacity x 32 bytes rounded up to a power of two. A record is at
+  /// most half the ring (larger messages go to the pool, whatever inline_bytes says).
+  /// A message of n <= inline_bytes bytes takes
+  /// 16 + round_up(n, 16) bytes (32 more with a remote target or instrumentation on). A
+  /// full mailbox makes try_send return SendResult::full and send() wait (it never drops,
+  /// never grows).
   std::uint32_t capacity = Tuning::default_capacity;
   /// mpsc: any number of producer threads. spsc: exactly one producer, checked on every
   /// send: one actor (its handlers may run on other threads, through fast_send or the
   /// gateway's inline dispatch, but never two at once), or one thread that is not running an
   /// actor. A second producer aborts with a message naming the actor.
   MailboxKind kind = MailboxKind::mpsc;
+  /// Largest message this mailbox accepts (1 .. kMaxMessageBytes). A handler for a larger
+  /// type is a set-up error naming it; a send of one returns SendResult::too_large.
+  std::uint32_t max_message_bytes = Tuning::default_max_message_bytes;
+  /// Messages up to this size are constructed in the ring; larger ones in a pool block
+  /// (the record carries its handle). 16 .. 65536.
+  std::uint32_t inline_bytes = Tuning::default_inline_bytes;
+  /// Blocks per pool size class (powers of two above inline_bytes up to max_message_bytes),
+  /// allocated at set-up. An exhausted class makes a send report `full`, like the ring.
+  /// Pool memory: pool_blocks x (sum of the class sizes) < pool_blocks x 4 x max_message_bytes.
+  std::uint32_t pool_blocks = Tuning::default_pool_blocks;
 };
 
 namespace detail {
@@ -47,13 +65,47 @@ using ReadyFn = void (*)(void* group, Actor* actor) noexcept;
 
 class Mailbox {
  public:
-  /// Set-up only.
+  ~Mailbox() { destroy_pending(); }
+
+  /// Set-up only. Throws std::invalid_argument naming a bad value.
   void configure(const MailboxConfig& cfg, Actor* owner, const char* owner_name) {
-    normal_.init(cfg.capacity, cfg.kind);
-    priority_.init(Tuning::priority_capacity);
+    const std::string who = std::string("tern: actor '") + (owner_name ? owner_name : "?") + "': ";
+    if (cfg.max_message_bytes == 0 || cfg.max_message_bytes > kMaxMessageBytes)
+      throw std::invalid_argument(who + "MailboxConfig::max_message_bytes " +
+                                  std::to_string(cfg.max_message_bytes) + " is outside 1.." +
+                                  std::to_string(kMaxMessageBytes));
+    if (cfg.inline_bytes < kRecordUnit || cfg.inline_bytes > 65536)
+      throw std::invalid_argument(who + "MailboxConfig::inline_bytes " +
+                                  std::to_string(cfg.inline_bytes) + " is outside 16..65536");
+    destroy_pending();
+    auto ring_bytes = [&](std::uint64_t messages) {
+      const std::uint64_t b = messages * record_bytes(kRecordUnit, false);
+      if (b > Ring::kMaxBytes)
+        throw std::invalid_argument(who + "mailbox of " + std::to_string(b) +
+                                    " bytes is above the largest ring (2^30 bytes)");
+      // why 128: half of it (64) holds the largest pooled record (header, extension, handle)
+      return round_capacity(static_cast<std::uint32_t>(b < 128 ? 128 : b));
+    };
+    const std::uint32_t normal_bytes = ring_bytes(cfg.capacity);
+    const std::uint32_t priority_bytes = ring_bytes(Tuning::priority_capacity);
+    // The inline limit: as configured, but a record must be at most half of the smaller
+    // ring (why half: a record that does not fit before the end of the array is preceded
+    // by a padding record, so an empty ring of twice the largest record always takes it).
+    // Larger messages go to the pool, so a small ring keeps its capacity in messages.
+    const std::uint32_t ring_min = normal_bytes < priority_bytes ? normal_bytes : priority_bytes;
+    std::uint32_t inline_max = cfg.inline_bytes;
+    if (inline_max > cfg.max_message_bytes) inline_max = cfg.max_message_bytes;
+    const std::uint32_t fit = ring_min / 2 - static_cast<std::uint32_t>(kRecordHeaderBytes + kRecordUnit);
+    if (inline_max > fit) inline_max = fit;
+    normal_.init(normal_bytes, cfg.kind);
+    priority_.init(priority_bytes);
+    pool_.init(inline_max, cfg.max_message_bytes, cfg.pool_blocks);
     ro_.kind = cfg.kind;
     ro_.owner = owner;
     ro_.owner_name = owner_name;
+    ro_.inline_bytes = inline_max;
+    ro_.max_bytes = cfg.max_message_bytes;
+    ro_.capacity = cfg.capacity;
   }
   /// Set-up only: wake a parked consumer by writing this eventfd instead of a futex wake, for
   /// a consumer that waits in poll() on the fd together with other sources (the gateway).
@@ -66,18 +118,43 @@ class Mailbox {
   }
 
   /// Any producer thread (one only for spsc). Never blocks, allocates or throws.
+  /// `fill(Record&, void* payload)` writes the header fields (not the commit word) and
+  /// constructs the message of `bytes` at `payload`; `ext` asks for a RecordExt. A message
+  /// above the inline limit is constructed in a pool block; an exhausted pool is `full`.
   template <class Fill>
-  PushStatus push(Fill&& fill, bool high_priority) noexcept {
+  PushStatus push(std::uint32_t bytes, bool ext, Fill&& fill, bool high_priority) noexcept {
+    if (bytes > ro_.max_bytes) [[unlikely]]
+      return PushStatus::too_large;
     const bool sc = ro_.notify != Notify::none;
+    const std::uint32_t off = ext ? static_cast<std::uint32_t>(kRecordUnit) : 0u;
+    std::uint32_t word;
+    std::uint32_t handle = 0;
+    const bool pooled = bytes > ro_.inline_bytes;
+    if (!pooled) [[likely]] {
+      word = record_bytes(bytes, ext) | (ext ? kRecordExt : 0u);
+    } else {
+      if (!pool_.alloc(bytes, handle)) return PushStatus::full;
+      word = record_bytes(sizeof(std::uint32_t), ext) | kRecordPooled | (ext ? kRecordExt : 0u);
+    }
+    auto put = [&](Record& r) noexcept {
+      if (!pooled) [[likely]] {
+        fill(r, r.body() + off);
+      } else {
+        std::memcpy(r.body() + off, &handle, sizeof handle);
+        fill(r, pool_.block(handle));
+      }
+    };
     PushStatus st;
     if (high_priority) [[unlikely]] {
-      st = priority_.push_mpsc(static_cast<Fill&&>(fill), sc);
+      st = priority_.push_mpsc(word, put, sc);
     } else if (ro_.kind == MailboxKind::spsc) {
       check_single_producer();
-      st = normal_.push_spsc(static_cast<Fill&&>(fill), sc);
+      st = normal_.push_spsc(word, put, sc);
     } else {
-      st = normal_.push_mpsc(static_cast<Fill&&>(fill), sc);
+      st = normal_.push_mpsc(word, put, sc);
     }
+    if (st != PushStatus::ok && pooled) [[unlikely]]
+      pool_.free(handle);  // nothing was constructed in it
     if (high_priority && st == PushStatus::ok) [[unlikely]]
       // after the publish: a consumer that sees the hint sees the message. An RMW, not a
       // store: the consumer's exchange(0) then reads the end of one release sequence that
@@ -88,12 +165,29 @@ class Mailbox {
     return st;
   }
 
+  /// Consumer: where the message of record `r` is (in the record, or its pool block).
+  void* payload(Record& r) noexcept {
+    const std::uint32_t w = r.word.load(std::memory_order_relaxed);
+    unsigned char* p = r.body() + ((w & kRecordExt) ? kRecordUnit : 0);
+    if (!(w & kRecordPooled)) [[likely]]
+      return p;
+    std::uint32_t handle;
+    std::memcpy(&handle, p, sizeof handle);
+    return pool_.block(handle);
+  }
+  /// Consumer: record `r`'s extension, or nullptr.
+  static const RecordExt* ext(Record& r) noexcept {
+    return (r.word.load(std::memory_order_relaxed) & kRecordExt)
+               ? reinterpret_cast<const RecordExt*>(r.body())
+               : nullptr;
+  }
+
   /// Consumer: the next message, high-priority lane first; nullptr when both are empty.
   /// The priority lane is looked at only while its hint is up, so the common case costs one
   /// load of a line the consumer already holds.
-  Slot* front() noexcept {
+  Record* front() noexcept {
     if (sleep_.priority_hint.load(std::memory_order_acquire)) [[unlikely]] {
-      if (Slot* s = priority_front()) {
+      if (Record* s = priority_front()) {
         from_priority_ = true;
         return s;
       }
@@ -101,8 +195,15 @@ class Mailbox {
     from_priority_ = false;
     return normal_.front();
   }
-  /// Consumer: done with the slot front() returned.
-  void pop() noexcept {
+  /// Consumer: done with record `r`, which front() returned (its message destroyed): its
+  /// pool block, if any, goes back to the pool.
+  void pop(Record& r) noexcept {
+    const std::uint32_t w = r.word.load(std::memory_order_relaxed);
+    if (w & kRecordPooled) [[unlikely]] {
+      std::uint32_t handle;
+      std::memcpy(&handle, r.body() + ((w & kRecordExt) ? kRecordUnit : 0), sizeof handle);
+      pool_.free(handle);
+    }
     if (from_priority_) [[unlikely]] {
       priority_.pop();
       priority_popped_ = true;
@@ -110,7 +211,7 @@ class Mailbox {
       normal_.pop();
     }
   }
-  /// Consumer: hands popped slots back to producers (once per batch).
+  /// Consumer: hands popped records back to producers (once per batch).
   void release() noexcept {
     normal_.release();
     if (priority_popped_) [[unlikely]] {
@@ -173,8 +274,11 @@ class Mailbox {
   }
 
   std::uint64_t depth() const noexcept { return normal_.depth() + priority_.depth(); }
-  std::uint64_t accepted() const noexcept { return normal_.accepted() + priority_.accepted(); }
-  std::uint32_t capacity() const noexcept { return normal_.capacity(); }
+  /// Normal-lane capacity as configured (in small messages).
+  std::uint32_t capacity() const noexcept { return ro_.capacity; }
+  /// Largest message accepted, and the inline limit (MailboxConfig).
+  std::uint32_t max_message_bytes() const noexcept { return ro_.max_bytes; }
+  std::uint32_t inline_bytes() const noexcept { return ro_.inline_bytes; }
   MailboxKind kind() const noexcept { return ro_.kind; }
   /// Do producers stamp send times (instrumentation on)?
   bool stamps() const noexcept { return ro_.stamp; }
@@ -226,6 +330,9 @@ class Mailbox {
     void* group = nullptr;
     bool stamp = false;  ///< instrumentation on: producers stamp the send time
     int wake_fd = -1;    ///< >= 0: wake the parked consumer through this eventfd
+    std::uint32_t inline_bytes = Tuning::default_inline_bytes;  ///< larger: pooled
+    std::uint32_t max_bytes = Tuning::default_max_message_bytes;
+    std::uint32_t capacity = 0;
     std::atomic<const void*> spsc_producer{nullptr};  ///< first producer: Actor* or thread
   };
   /// Consumer, before it sleeps: empty_sc(), and when a priority message is there, the hint
@@ -244,10 +351,10 @@ class Mailbox {
   /// hint goes up again, so the next front() keeps looking until the lane is seen empty
   /// (without it, a spinning consumer stranded the second message until the next priority
   /// send: found by the Relacy model).
-  Slot* priority_front() noexcept {
-    if (Slot* s = priority_.front()) return s;
+  Record* priority_front() noexcept {
+    if (Record* s = priority_.front()) return s;
     sleep_.priority_hint.exchange(0, std::memory_order_seq_cst);
-    Slot* s = priority_.front();
+    Record* s = priority_.front();
     if (s) sleep_.priority_hint.fetch_or(1, std::memory_order_relaxed);
     return s;
   }
@@ -260,7 +367,23 @@ class Mailbox {
     /// consumer when it finds the lane empty). Read by the consumer on every front().
     std::atomic<std::uint32_t> priority_hint{0};
   };
+  /// Destroys the messages accepted and never handled (both lanes), returning pool blocks.
+  void destroy_pending() noexcept {
+    auto destroy = [&](Record& r) noexcept {
+      if (r.type) destroy_message(message_type_at(r.type), payload(r));
+      const std::uint32_t w = r.word.load(std::memory_order_relaxed);
+      if (w & kRecordPooled) {
+        std::uint32_t handle;
+        std::memcpy(&handle, r.body() + ((w & kRecordExt) ? kRecordUnit : 0), sizeof handle);
+        pool_.free(handle);
+      }
+    };
+    normal_.destroy_pending(destroy);
+    priority_.destroy_pending(destroy);
+  }
+
   ReadMostly ro_;
+  Pool pool_;  ///< before the rings: destroyed after them (their pending messages use it)
   Ring normal_;
   Ring priority_;
   Sleep sleep_;

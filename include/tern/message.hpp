@@ -3,9 +3,11 @@
 //
 //   struct Ping { static constexpr tern::MessageId message_id = 100; int count = 0; };
 //
-// Messages are constructed in the receiver's mailbox slot, so they must fit kMaxMessageBytes.
+// A message is constructed in the receiver's mailbox record (or, above the mailbox's inline
+// limit, in a block of its pool): any size up to the mailbox's max_message_bytes.
 #pragma once
 #include <concepts>
+#include <atomic>
 #include <cstdint>
 #include <new>
 #include <string_view>
@@ -52,7 +54,36 @@ struct MessageInfo {
   void (*destroy)(void* obj) noexcept;
   /// Move-constructs the object at `src` into raw storage `dst` and destroys `src`.
   void (*relocate)(void* dst, void* src) noexcept;
+  /// The type's index in the process-wide type table: what a mailbox record carries
+  /// instead of this object's address. nullptr for a MessageInfo built by hand (it gets an
+  /// index at its first send, under a lock).
+  const std::uint32_t* index = nullptr;
 };
+
+namespace detail {
+/// Set-up (static initialisation or first send): the index of `info` in the type table,
+/// adding it when new. Index 0 is never used (a zeroed record names no type). Aborts
+/// with a message past Tuning::max_message_types.
+std::uint32_t register_type_index(const MessageInfo& info) noexcept;
+/// The type table: index -> MessageInfo. Entries are written once, before any record
+/// that carries the index exists (the send that carries it made or read the index).
+extern std::atomic<const MessageInfo*> g_message_types[Tuning::max_message_types];
+template <class T>
+struct TypeIndex {
+  static const std::uint32_t value;
+};
+/// The index a record carries for `info`. Any thread; no lock once the type is known.
+inline std::uint32_t type_index_of(const MessageInfo& info) noexcept {
+  const std::uint32_t i = info.index ? *info.index : 0;
+  return i ? i : register_type_index(info);  // a hand-built info, or a send during static init
+}
+/// Consumer: the MessageInfo of a record's type index.
+inline const MessageInfo& message_type_at(std::uint32_t index) noexcept {
+  // acquire: pairs with the release in register_type_index (a type first indexed by a send
+  // on another thread).
+  return *g_message_types[index].load(std::memory_order_acquire);
+}
+}  // namespace detail
 
 namespace detail {
 template <class T>
@@ -70,7 +101,10 @@ template <MessageType T>
 inline constexpr MessageInfo message_info_v{
     T::message_id, static_cast<std::uint32_t>(sizeof(T)), type_name<T>(),
     std::is_trivially_destructible_v<T> ? nullptr : &detail::destroy_fn<T>,
-    &detail::relocate_fn<T>};
+    &detail::relocate_fn<T>, &detail::TypeIndex<T>::value};
+
+template <class T>
+const std::uint32_t detail::TypeIndex<T>::value = detail::register_type_index(message_info_v<T>);
 
 /// Are `a` and `b` the same message type? A type's identity is its MessageInfo: one object
 /// per type (an inline variable, which the dynamic linker unifies between libtern and the
@@ -118,7 +152,7 @@ inline constexpr bool nothrow_send_v =
     std::is_nothrow_constructible_v<std::remove_cvref_t<T>, T&&>;
 }  // namespace detail
 
-/// Checks a user message type against the slot limits, with readable errors. Registers
+/// Checks a user message type against the hard limits, with readable errors. Registers
 /// nothing: for set-up paths that register the type themselves (Actor::handle,
 /// wire::Registry::add), which throw on an id clash.
 template <class T>
@@ -127,8 +161,8 @@ constexpr bool check_message_layout() {
                 "a tern message needs `static constexpr tern::MessageId message_id` and a "
                 "noexcept move constructor and destructor");
   static_assert(sizeof(T) <= kMaxMessageBytes,
-                "message type is larger than kMaxMessageBytes (80): hold bulky data by "
-                "pointer or index, or split the message");
+                "message type is larger than kMaxMessageBytes (1 MiB): hold bulky data by "
+                "index into shared state, or split the message");
   static_assert(alignof(T) <= kMaxMessageAlign, "message alignment above 16 is not supported");
   return true;
 }

@@ -217,6 +217,13 @@ class Registry {
   const WireType* find(MessageId id) const noexcept;
   /// Number of registered types (Reject included).
   std::size_t size() const noexcept { return types_.size(); }
+  /// The largest registered type's size in bytes (what a decoder's storage must hold).
+  std::size_t max_message_bytes() const noexcept {
+    std::size_t m = 0;
+    for (const WireType& t : types_)
+      if (t.info->size > m) m = t.info->size;
+    return m;
+  }
 
   /// Appends the message at `msg` (of type `t`) to `out` as a flat JSON object. Returns
   /// false, with `error` naming the field, for what JSON cannot carry (NaN, infinity,

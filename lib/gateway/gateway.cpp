@@ -293,7 +293,13 @@ struct Gateway::Impl {
         reg(r),
         cfg(std::move(c)),
         curve(cfg.curve),
-        decoder(cfg.max_frame_bytes, cfg.max_depth, cfg.max_name_bytes, cfg.max_endpoint_bytes) {}
+        decoder(cfg.max_frame_bytes, cfg.max_depth, cfg.max_name_bytes, cfg.max_endpoint_bytes),
+        // new[] of unsigned char is aligned to __STDCPP_DEFAULT_NEW_ALIGNMENT__ (16 on
+        // x86-64 and AArch64), which is kMaxMessageAlign
+        staging_mem(new unsigned char[std::max<std::size_t>(reg.max_message_bytes(), kRecordUnit)]),
+        staging(staging_mem.get()) {
+    static_assert(__STDCPP_DEFAULT_NEW_ALIGNMENT__ >= kMaxMessageAlign);
+  }
 
   Gateway& self;
   wire::Registry reg;
@@ -358,8 +364,10 @@ struct Gateway::Impl {
   gw::FrameDecoder decoder;
   gw::Buffer out;  ///< the outbound frame being written
   gw::Buffer key;  ///< scratch for map keys
-  // why alignas: the decoded message is built here, then relocated into a mailbox slot.
-  alignas(kMaxMessageAlign) unsigned char staging[kMaxMessageBytes];
+  // The decoded message is built here, then relocated into a mailbox record: as large as
+  // the largest registered wire type, allocated at set-up.
+  std::unique_ptr<unsigned char[]> staging_mem;
+  unsigned char* staging = nullptr;
   bool stash = false;  ///< staging holds a message a full mailbox refused: retry it
   ActorRef stash_to, stash_from;
   const MessageInfo* stash_info = nullptr;

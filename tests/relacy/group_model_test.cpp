@@ -24,7 +24,7 @@ struct GroupStop : rl::test_suite<GroupStop, 4> {
       for (int i = 0; i < 4; ++i) {
         Actor& a = g.actors_[i % 2];
         PushStatus st;
-        while ((st = a.mb.push([&](Slot& s) { s.payload($) = message(0, i / 2); }, false)) ==
+        while ((st = a.mb.push(record_word(1), [&](Record& s, std::uint64_t) { s.payload($) = message(0, i / 2); }, false)) ==
                PushStatus::full)
           rl::yield(1, $);
         if (st == PushStatus::ok) ++accepted[i % 2];

@@ -67,16 +67,18 @@ class Mailbox {
   }
 
   // mirrors include/tern/mailbox.hpp
+  /// The pool path (messages above the inline limit) is not modelled: `word` is the
+  /// record's size, `put` fills it (the real put also constructs the payload).
   template <class Fill>
-  PushStatus push(Fill&& fill, bool high_priority) {
+  PushStatus push(std::uint32_t word, Fill&& put, bool high_priority) {
     const bool sc = ro_.notify != Notify::none;  // =
     PushStatus st;  // =
     if (high_priority) [[unlikely]] {  // =
-      st = priority_.push_mpsc(static_cast<Fill&&>(fill), sc);  // =
+      st = priority_.push_mpsc(word, put, sc);  // =
     } else if (ro_.kind == MailboxKind::spsc) {  // =
-      st = normal_.push_spsc(static_cast<Fill&&>(fill), sc);  // =
+      st = normal_.push_spsc(word, put, sc);  // =
     } else {  // =
-      st = normal_.push_mpsc(static_cast<Fill&&>(fill), sc);  // =
+      st = normal_.push_mpsc(word, put, sc);  // =
     }
     if (high_priority && st == PushStatus::ok) [[unlikely]]  // =
       (void)sleep_.priority_hint.exchange(1, memory_order_release);  // =
@@ -85,9 +87,9 @@ class Mailbox {
   }
 
   // mirrors include/tern/mailbox.hpp
-  Slot* front() {
+  Record* front() {
     if (sleep_.priority_hint.load(memory_order_acquire)) [[unlikely]] {  // =
-      if (Slot* s = priority_front()) {  // =
+      if (Record* s = priority_front()) {  // =
         from_priority_ = true;  // =
         return s;  // =
       }
@@ -179,13 +181,13 @@ class Mailbox {
     }
     return normal_.empty_sc();  // =
   }
-  Slot* priority_front() {
-    if (Slot* s = priority_.front()) return s;  // =
+  Record* priority_front() {
+    if (Record* s = priority_.front()) return s;  // =
     sleep_.priority_hint.exchange(0, memory_order_seq_cst);  // =
 #ifdef TERN_RL_BUG_NO_SECOND_LOOK
     return nullptr;  // seeded bug
 #else
-    Slot* s = priority_.front();  // =
+    Record* s = priority_.front();  // =
 #ifndef TERN_RL_BUG_NO_REHINT  // seeded bug: the hint stays down after the second look
     if (s) sleep_.priority_hint.fetch_or(1, memory_order_relaxed);  // =
 #endif
@@ -206,8 +208,8 @@ class Mailbox {
     rl::atomic<std::uint32_t> priority_hint;
   };
   ReadMostly ro_;
-  Ring<N> normal_;
-  Ring<P> priority_;
+  Ring<N * 32> normal_;  // N, P: capacity in 32-byte records (MailboxConfig::capacity)
+  Ring<P * 32> priority_;
   Sleep sleep_;
   bool from_priority_ = false;
   bool priority_popped_ = false;

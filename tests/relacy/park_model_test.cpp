@@ -20,7 +20,7 @@ constexpr int kBatch = 2;
 template <class M>
 PushStatus send(M& mb, int msg, bool priority = false) {
   PushStatus st;
-  while ((st = mb.push([&](Slot& s) { s.payload($) = msg; }, priority)) == PushStatus::full)
+  while ((st = mb.push(record_word(1), [&](Record& s, std::uint64_t) { s.payload($) = msg; }, priority)) == PushStatus::full)
     rl::yield(1, $);  // send(): back off while full
   return st;
 }

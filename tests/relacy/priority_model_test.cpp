@@ -17,7 +17,7 @@ constexpr int kBatch = 2;
 
 template <class M>
 void send(M& mb, int msg, bool priority) {
-  while (mb.push([&](Slot& s) { s.payload($) = msg; }, priority) == PushStatus::full)
+  while (mb.push(record_word(1), [&](Record& s, std::uint64_t) { s.payload($) = msg; }, priority) == PushStatus::full)
     rl::yield(1, $);
 }
 

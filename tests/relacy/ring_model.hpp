@@ -7,13 +7,20 @@
 // tests/scripts/test_relacy_mirror.py checks that for every marked line, so a change to an
 // ordering in the real code fails CI until the model is updated (and re-checked).
 //
+// The byte array is modelled as 16-byte cells, each a commit word (rl::atomic, since any
+// cell may start a record in some lap) and an rl::var standing for the cell's other bytes
+// (header fields, payload): Relacy reports any access to those that is not ordered by the
+// protocol. Records of 32 and 48 bytes in a 128-byte ring make padding records and
+// wrap-around part of the runs. The consumer's zeroing (pop: a relaxed store of the word,
+// memset of the rest) is modelled cell by cell: relaxed stores of the other cells' words
+// and plain writes of their vars.
+//
 // What is left out: the cache-line layout and the prefetch (no effect on ordering), the
-// slot header fields (info, sender, ...: plain writes inside fill(), modelled by `payload`,
-// an rl::var so Relacy reports any access to it that is not ordered by the protocol).
+// pool (its own Vyukov queue, include/tern/detail/pool.hpp).
 //
 // Seeded bugs (each makes a model fail; tests/relacy/meson.build builds them as
 // should_fail tests):
-//   TERN_RL_BUG_RELAXED_PUBLISH  the publish store of a slot's seq is relaxed
+//   TERN_RL_BUG_RELAXED_PUBLISH  the commit store of a record's word is relaxed
 //   TERN_RL_BUG_RELAXED_RELEASE  the consumer hands slots back with a relaxed head store
 //   TERN_RL_BUG_RELEASE_PUBLISH  a publish that must be seq_cst (consumer may park) is release
 #pragma once
@@ -25,79 +32,109 @@ namespace tern_model {
 
 using namespace rl;  // memory_order_x is a Relacy macro: `mo_x, $`
 
-/// Stands for detail::Slot: the seq word plus everything fill() writes.
-struct Slot {
-  rl::atomic<std::uint64_t> seq;
-  rl::var<int> payload;
+constexpr std::uint64_t kRecordUnit = 16;
+constexpr std::uint32_t kRecordPadding = 4;
+
+/// One 16-byte cell of the array; a record's header is the cell it starts at.
+struct Record {
+  rl::atomic<std::uint32_t> word;
+  rl::var<int> payload;  ///< the header fields and the first payload bytes
 };
+
+/// Bytes of a record whose payload is `units` cells (a header cell first).
+constexpr std::uint32_t record_word(unsigned units) { return static_cast<std::uint32_t>((1 + units) * kRecordUnit); }
 
 enum class PushStatus { ok, full, closed };
 
-/// N: capacity (a power of two, as round_capacity makes it).
+/// N: capacity in bytes (a power of two, a multiple of 16).
 template <unsigned N>
 class Ring {
  public:
   static constexpr std::uint64_t kClosed = 1ull << 63;
+  static constexpr std::uint64_t kPosMask = (1ull << 40) - 1;
+  static constexpr std::uint64_t kCountOne = 1ull << 40;
+  static constexpr std::uint64_t kCountMask = ((1ull << 23) - 1) << 40;
 
   // mirrors include/tern/detail/ring.hpp
-  /// spsc: the claim discipline (runtime-api 002e4c5: Ring::init(capacity, kind)).
   void init(bool spsc = false) {
     spsc_ = spsc;
-    for (unsigned i = 0; i < N; ++i) {
-      slots_[i].seq.store(0, memory_order_relaxed);
-      slots_[i].payload($) = 0;
+    for (unsigned i = 0; i < N / kRecordUnit; ++i) {
+      cells_[i].word.store(0, memory_order_relaxed);
+      cells_[i].payload($) = 0;
     }
     mask_ = N - 1;
-    p_.tail.store(0, memory_order_relaxed);
-    p_.head_cache.store(0, memory_order_relaxed);
-    c_.head.store(0, memory_order_relaxed);
-    c_.next = 0;
+    p_.tail.store(0, memory_order_relaxed);  // =
+    p_.head_cache.store(0, memory_order_relaxed);  // =
+    c_.head.store(0, memory_order_relaxed);  // =
+    c_.next = 0;  // =
     closed_.store(false, memory_order_relaxed);
   }
 
   // mirrors include/tern/detail/ring.hpp
   template <class Fill>
-  PushStatus push_mpsc(Fill&& fill, bool sc) {
+  PushStatus push_mpsc(std::uint32_t word, Fill&& fill, bool sc) {
     RL_ASSERT(!spsc_);
+    const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};  // =
     std::uint64_t pos = p_.tail.load(memory_order_relaxed);  // =
+    std::uint64_t pad;  // =
     for (;;) {
       if (pos & kClosed) return PushStatus::closed;  // =
-      if (pos - p_.head_cache.load(memory_order_acquire) > mask_) {  // =
+      pad = padding(pos, bytes);  // =
+      if (used(pos, p_.head_cache.load(memory_order_acquire)) + pad + bytes > mask_ + 1) {  // =
         const std::uint64_t h = c_.head.load(memory_order_acquire);  // =
         p_.head_cache.store(h, memory_order_release);  // =
-        if (pos - h > mask_) return PushStatus::full;  // =
+        if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;  // =
       }
-      if (p_.tail.compare_exchange_weak(pos, pos + 1, memory_order_acq_rel,  // =
+      if (p_.tail.compare_exchange_weak(pos, advance(pos, pad + bytes, 1), memory_order_acq_rel,  // =
                                         memory_order_relaxed))  // =
         break;
     }
-    publish(pos, static_cast<Fill&&>(fill), sc);  // =
+    publish(pos, pad, word, static_cast<Fill&&>(fill), sc);  // =
     return PushStatus::ok;
   }
 
   // mirrors include/tern/detail/ring.hpp
   template <class Fill>
-  PushStatus push_spsc(Fill&& fill, bool sc) {
+  PushStatus push_spsc(std::uint32_t word, Fill&& fill, bool sc) {
     RL_ASSERT(spsc_);
+    const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};  // =
     const std::uint64_t pos = p_.tail.load(memory_order_relaxed);  // =
     if (closed_.load(memory_order_relaxed)) return PushStatus::closed;  // =
-    if (pos - p_.head_cache.load(memory_order_relaxed) > mask_) {  // =
+    const std::uint64_t pad = padding(pos, bytes);  // =
+    if (used(pos, p_.head_cache.load(memory_order_relaxed)) + pad + bytes > mask_ + 1) {  // =
       const std::uint64_t h = c_.head.load(memory_order_acquire);  // =
       p_.head_cache.store(h, memory_order_relaxed);  // =
-      if (pos - h > mask_) return PushStatus::full;  // =
+      if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;  // =
     }
-    p_.tail.store(pos + 1, memory_order_relaxed);  // =
-    publish(pos, static_cast<Fill&&>(fill), sc);  // =
+    p_.tail.store(advance(pos, pad + bytes, 1), memory_order_relaxed);  // =
+    publish(pos, pad, word, static_cast<Fill&&>(fill), sc);  // =
     return PushStatus::ok;
   }
 
   // mirrors include/tern/detail/ring.hpp
-  Slot* front() {
-    const std::uint64_t next = c_.next;  // =
-    Slot* s = &slots_[next & mask_];  // =
-    return s->seq.load(memory_order_acquire) == next + 1 ? s : nullptr;  // =
+  Record* front() {
+    for (;;) {
+      Record* r = at(c_.next);  // =
+      const std::uint32_t w = r->word.load(memory_order_acquire);  // =
+      if (w == 0) return nullptr;  // =
+      if (!(w & kRecordPadding)) return r;  // =
+      r->word.store(0, memory_order_relaxed);  // =
+      c_.next = advance(c_.next, w & ~(kRecordUnit - 1), 0);  // =
+    }
   }
-  void pop() { ++c_.next; }
+  // mirrors include/tern/detail/ring.hpp
+  void pop() {
+    Record* r = at(c_.next);  // =
+    const std::uint32_t bytes = r->word.load(memory_order_relaxed) & ~(kRecordUnit - 1);  // =
+    r->word.store(0, memory_order_relaxed);  // =
+    // the memset of the record's other bytes, cell by cell
+    r->payload($) = 0;
+    for (std::uint64_t u = kRecordUnit; u < bytes; u += kRecordUnit) {
+      at(c_.next + u)->word.store(0, memory_order_relaxed);
+      at(c_.next + u)->payload($) = 0;
+    }
+    c_.next = advance(c_.next, bytes, 1);  // =
+  }
   void release() {
 #ifdef TERN_RL_BUG_RELAXED_RELEASE
     c_.head.store(c_.next, memory_order_relaxed);  // seeded bug
@@ -106,14 +143,11 @@ class Ring {
 #endif
   }
   bool empty_sc() const {
-    return slots_[c_.next & mask_].seq.load(memory_order_seq_cst) != c_.next + 1;  // =
+    return at(c_.next)->word.load(memory_order_seq_cst) == 0;  // =
   }
   void close() {
     closed_.store(true, memory_order_seq_cst);  // =
-    // runtime-api 002e4c5: only an mpsc ring's tail carries the closed bit (an spsc
-    // producer's plain tail store would erase it). Not marked: main's ring.hpp sets the
-    // bit on both kinds, harmlessly, since nothing reads it on an spsc ring.
-    if (!spsc_) p_.tail.fetch_or(kClosed, memory_order_seq_cst);
+    if (!spsc_) p_.tail.fetch_or(kClosed, memory_order_seq_cst);  // =
   }
   bool closed() const { return closed_.load(memory_order_acquire); }  // =
   bool drained() const {
@@ -122,30 +156,56 @@ class Ring {
   std::uint64_t depth() const {
     const std::uint64_t t = p_.tail.load(memory_order_relaxed) & ~kClosed;  // =
     const std::uint64_t h = c_.head.load(memory_order_relaxed);  // =
-    return t > h ? t - h : 0;  // =
+    return ((t - h) & kCountMask) >> 40;  // =
   }
   /// The tail word as a whole (tests look at the closed bit).
   std::uint64_t tail_word() const { return p_.tail.load(memory_order_seq_cst); }
 
  private:
+  Record* at(std::uint64_t pos) const { return const_cast<Record*>(&cells_[(pos & mask_) / kRecordUnit]); }
+  // mirrors include/tern/detail/ring.hpp
+  static std::uint64_t advance(std::uint64_t w, std::uint64_t bytes, std::uint64_t count) {
+    return ((w + bytes) & kPosMask) | ((w + count * kCountOne) & kCountMask);  // =
+  }
+  static std::uint64_t used(std::uint64_t tail, std::uint64_t head) {
+    return (tail - head) & kPosMask;  // =
+  }
+  std::uint64_t padding(std::uint64_t pos, std::uint64_t bytes) const {
+    const std::uint64_t off = pos & mask_;  // =
+    return off + bytes > mask_ + 1 ? mask_ + 1 - off : 0;  // =
+  }
+
+  // mirrors include/tern/detail/ring.hpp
   template <class Fill>
-  void publish(std::uint64_t pos, Fill&& fill, bool sc) {
-    Slot& s = slots_[pos & mask_];  // =
-    fill(s);  // =
+  void publish(std::uint64_t pos, std::uint64_t pad, std::uint32_t word, Fill&& fill, bool sc) {
+    if (pad) {
+      commit(*at(pos), static_cast<std::uint32_t>(pad) | kRecordPadding, sc);  // =
+      pos += pad;  // =
+    }
+    Record& r = *at(pos);  // =
+    fill(r, pos);  // the model's fill also writes the record's further cells
+    commit(r, word, sc);  // =
+  }
+  static void commit(Record& r, std::uint32_t word, bool sc) {
 #ifdef TERN_RL_BUG_RELEASE_PUBLISH
     if ((void)sc, false)  // seeded bug: release even when the consumer may park
 #else
     if (sc)  // =
 #endif
-      s.seq.store(pos + 1, memory_order_seq_cst);  // =
+      r.word.store(word, memory_order_seq_cst);  // =
     else
 #ifdef TERN_RL_BUG_RELAXED_PUBLISH
-      s.seq.store(pos + 1, memory_order_relaxed);  // seeded bug
+      r.word.store(word, memory_order_relaxed);  // seeded bug
 #else
-      s.seq.store(pos + 1, memory_order_release);  // =
+      r.word.store(word, memory_order_release);  // =
 #endif
   }
 
+ public:
+  /// For a model's fill: the cell `u` units after the record at `pos`.
+  Record& cell(std::uint64_t pos, unsigned u) { return *at(pos + u * kRecordUnit); }
+
+ private:
   struct Producers {
     rl::atomic<std::uint64_t> tail;
     rl::atomic<std::uint64_t> head_cache;
@@ -157,7 +217,7 @@ class Ring {
   Producers p_;
   Consumer c_;
   std::uint64_t mask_ = 0;
-  Slot slots_[N];
+  Record cells_[N / kRecordUnit];
   rl::atomic<bool> closed_;
   bool spsc_ = false;
 };

@@ -10,8 +10,9 @@
 //     returned; an spsc producer that is an actor acknowledges phase 1 first), every push
 //     that returned ok is consumed before the consumer leaves, and an mpsc push after
 //     close() returns `closed`.
-// A capacity of 2 with 3 or 4 messages per producer makes every slot go round at least
-// once, so slot reuse is part of every run.
+// A 128-byte ring with records of 32 and 48 bytes (alternating) and 3 or 4 messages per
+// producer makes the space go round at least once: reuse of zeroed space, padding records
+// and the wrap to offset 0 are part of every run.
 #include "harness.hpp"
 #include "ring_model.hpp"
 
@@ -21,15 +22,23 @@ namespace {
 
 constexpr int kBatch = 2;  // Tuning::batch, scaled down to the ring
 
+constexpr unsigned kBytes = 128;
+
+/// Message `msg` takes 1 or 2 payload cells (a 32- or 48-byte record), alternating.
 template <class R>
 PushStatus push(R& r, bool spsc, int msg) {
-  auto fill = [&](Slot& s) { s.payload($) = msg; };
-  return spsc ? r.push_spsc(fill, false) : r.push_mpsc(fill, false);
+  const unsigned units = 1 + static_cast<unsigned>(msg + msg / 100) % 2;
+  auto fill = [&](Record& rec, std::uint64_t pos) {
+    rec.payload($) = msg;
+    for (unsigned u = 1; u < units; ++u) r.cell(pos, u).payload($) = msg;
+  };
+  return spsc ? r.push_spsc(record_word(units), fill, false)
+              : r.push_mpsc(record_word(units), fill, false);
 }
 
 // One producer, one consumer, spsc claim, four messages through two slots.
 struct SpscFifo : rl::test_suite<SpscFifo, 2> {
-  Ring<2> ring;
+  Ring<kBytes> ring;
   Received<1> rx;
   void before() { ring.init(true); }
   void thread(unsigned index) {
@@ -46,7 +55,7 @@ struct SpscFifo : rl::test_suite<SpscFifo, 2> {
 
 // Two producers, one consumer, mpsc claim (CAS on tail), three messages each.
 struct MpscFifo : rl::test_suite<MpscFifo, 3> {
-  Ring<2> ring;
+  Ring<kBytes> ring;
   Received<2> rx;
   void before() { ring.init(); }
   void thread(unsigned index) {
@@ -67,7 +76,7 @@ struct MpscFifo : rl::test_suite<MpscFifo, 3> {
 // found nothing and drained() holds (Runtime::run_loop). Accepted means consumed; a push
 // that starts after close() returned is refused; the closed bit stays set.
 struct MpscClose : rl::test_suite<MpscClose, 4> {
-  Ring<2> ring;
+  Ring<kBytes> ring;
   Received<2> rx;
   rl::atomic<unsigned> phase;
   int accepted[2] = {};
@@ -105,7 +114,7 @@ struct MpscClose : rl::test_suite<MpscClose, 4> {
   void after() {
     RL_ASSERT(rx.total == accepted[0] + accepted[1]);
     RL_ASSERT(after_close_refused);
-    RL_ASSERT(ring.tail_word() & Ring<2>::kClosed);
+    RL_ASSERT(ring.tail_word() & Ring<kBytes>::kClosed);
   }
 };
 
@@ -113,7 +122,7 @@ struct MpscClose : rl::test_suite<MpscClose, 4> {
 // between sends (Runtime::ack_phase, once round its loop); phase 2 comes only after that
 // acknowledgement. Accepted means consumed; a push after the acknowledgement is refused.
 struct SpscClose : rl::test_suite<SpscClose, 3> {
-  Ring<2> ring;
+  Ring<kBytes> ring;
   Received<1> rx;
   rl::atomic<unsigned> phase;
   rl::atomic<unsigned> ack;
@@ -165,7 +174,7 @@ struct SpscClose : rl::test_suite<SpscClose, 3> {
     RL_ASSERT(rx.total == accepted);
     RL_ASSERT(after_ack_refused);
     RL_ASSERT(ring.closed());
-    RL_ASSERT((ring.tail_word() & Ring<2>::kClosed) == 0);  // an spsc tail never has it
+    RL_ASSERT((ring.tail_word() & Ring<kBytes>::kClosed) == 0);  // an spsc tail never has it
   }
 };
 
@@ -173,8 +182,8 @@ struct SpscClose : rl::test_suite<SpscClose, 3> {
 
 int main() {
   bool ok = true;
-  ok = ok && check<SpscFifo>("ring: spsc FIFO, slot reuse", {rl::sched_random, scaled(200000)});
-  ok = ok && check<SpscFifo>("ring: spsc FIFO, slot reuse", {rl::sched_bound, 0, 3});
+  ok = ok && check<SpscFifo>("ring: spsc FIFO, space reuse, padding", {rl::sched_random, scaled(200000)});
+  ok = ok && check<SpscFifo>("ring: spsc FIFO, space reuse, padding", {rl::sched_bound, 0, 3});
   ok = ok && check<MpscFifo>("ring: mpsc FIFO per producer", {rl::sched_random, scaled(200000)});
   ok = ok && check<MpscClose>("ring: mpsc close, accepted means consumed", {rl::sched_random, scaled(200000)});
   ok = ok && check<SpscClose>("ring: spsc close (actor producer), accepted means consumed", {rl::sched_random, scaled(200000)});

@@ -1,17 +1,29 @@
-// The bounded ring behind a mailbox lane. A message is constructed in its slot, so a send is
-// one slot write plus one publish: no allocation, no lock, no syscall.
+// The bounded ring behind a mailbox lane: variable-length records, contiguous in one byte
+// array (docs/concurrency.md, "Records"). A message is constructed in its record, so a send
+// is one record write plus one commit store: no allocation, no lock, no syscall.
 //
-// Publication is per slot (Vyukov): the producer writes the payload and then the slot's
-// `seq`; the consumer polls only the slot it will read next. So on the critical path of a
-// message one cache line moves, producer -> consumer, exactly as in a bare cache-line
-// ping-pong. The consumer never writes a slot: it frees space by publishing `head` on its
-// own line, which producers read only when their cached copy says the ring is full.
+// Record: a 16-byte header (commit word, type index, sender actor index, sender's remote
+// peer), an optional 16-byte extension (remote target, send time), then the payload,
+// rounded up to 16 bytes. No pointers: the same bytes could live in memory shared between
+// processes. The commit word (bytes | flags) is written last; 0 means "not published".
+// The consumer zeroes every record it consumed before it hands the space back, so free
+// space is all zero and the word where the next record will start reads 0 until that
+// record is committed: stale payload of an older lap is never mistaken for a header.
+// A record that does not fit before the end of the array is preceded by a padding record
+// up to the end, claimed with it in one step; it then starts at offset 0.
+//
+// Publication is per record: the consumer polls only the commit word of the record it will
+// read next, so a small message moves one cache line producer -> consumer, as in a bare
+// cache-line ping-pong. The consumer frees space by publishing `head` on its own line,
+// once per batch; producers read it only when their cached copy says the ring is full.
+//
+// Positions (tail, head, next) are packed words: byte position (bits 0-39), record count
+// (bits 40-62, for depth()), and on an mpsc tail bit 63 = closed.
 //
 // Cache lines (each alignas(kCacheLine) block starts its own line):
-//   [producers: tail (bit 63 = closed), head_cache, owner]  written per send
+//   [producers: tail, head_cache]  written per send
 //   [consumer:  head (published per batch), next (private)]
-//   [read-mostly: mask, slots]
-//   [slots: 2 lines each, header + payload in the first line for messages <= 16 bytes]
+//   [read-mostly: mask, data, closed, kind]
 //
 // Two claim disciplines share the layout, chosen at init: push_spsc (one producer thread,
 // plain store of tail) and push_mpsc (any thread, CAS on tail). "Closed" is `closed_`, and
@@ -25,6 +37,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 
@@ -37,22 +50,38 @@ class Actor;
 
 namespace tern::detail {
 
-/// One message in a ring: header plus in-place payload.
-struct alignas(kCacheLine) Slot {
-  std::atomic<std::uint64_t> seq;  ///< == position + 1 once the message at `position` is published
-  const MessageInfo* info;         ///< type of the payload
-  Actor* sender;                   ///< who sent it (nullptr: not an actor)
-  std::uint32_t sender_remote;     ///< nonzero: sender is remote peer N behind `sender` (a gateway)
-  std::uint32_t target_remote;     ///< nonzero: deliver to remote peer N (gateway outbound)
-  std::uint64_t enqueue_ns;        ///< send time when instrumentation is on, else 0
-  std::uint64_t reserved;
-  // why alignas(16): messages may hold 16-byte aligned members (long double, SSE types).
-  alignas(kMaxMessageAlign) unsigned char payload[kMaxMessageBytes];
-};
-static_assert(sizeof(Slot) == kSlotBytes);
-static_assert(offsetof(Slot, payload) == kSlotHeaderBytes);
+/// Record flags, in the low 4 bits of the commit word (record sizes are multiples of 16).
+inline constexpr std::uint32_t kRecordExt = 1;      ///< a RecordExt follows the header
+inline constexpr std::uint32_t kRecordPooled = 2;   ///< the payload is a pool handle (uint32)
+inline constexpr std::uint32_t kRecordPadding = 4;  ///< skip to the end of the array
 
-enum class PushStatus : std::uint8_t { ok, full, closed };
+/// A record's header. The payload follows (after a RecordExt when kRecordExt is set).
+struct Record {
+  std::atomic<std::uint32_t> word;  ///< bytes | flags once published; 0 = not yet
+  std::uint32_t type;               ///< index in the type table (detail::message_type_at)
+  std::uint32_t sender;             ///< sender's actor index (0: not an actor)
+  std::uint32_t sender_remote;      ///< nonzero: sender is remote peer N behind `sender`
+
+  unsigned char* body() noexcept { return reinterpret_cast<unsigned char*>(this) + kRecordHeaderBytes; }
+};
+/// Optional: present when the target is remote (gateway outbound) or send times are stamped.
+struct RecordExt {
+  std::uint32_t target_remote;  ///< nonzero: deliver to remote peer N (gateway outbound)
+  std::uint32_t reserved;
+  std::uint64_t enqueue_ns;     ///< send time when instrumentation is on, else 0
+};
+static_assert(sizeof(Record) == kRecordHeaderBytes);
+static_assert(sizeof(RecordExt) == kRecordUnit);
+static_assert(offsetof(Record, word) == 0);
+
+/// Bytes a record takes for a payload of `payload` bytes (header, extension, rounding).
+constexpr std::uint32_t record_bytes(std::uint32_t payload, bool ext) noexcept {
+  return static_cast<std::uint32_t>(kRecordHeaderBytes + (ext ? kRecordUnit : 0) +
+                                    ((payload + kRecordUnit - 1) & ~(kRecordUnit - 1)));
+}
+
+/// too_large: above the mailbox's max_message_bytes (Mailbox::push; a ring never says it).
+enum class PushStatus : std::uint8_t { ok, full, closed, too_large };
 
 inline std::uint32_t round_capacity(std::uint32_t n) {
   std::uint32_t c = 2;
@@ -63,98 +92,119 @@ inline std::uint32_t round_capacity(std::uint32_t n) {
 class Ring {
  public:
   static constexpr std::uint64_t kClosed = 1ull << 63;
-  static constexpr std::uint64_t kPrefetchAhead = 4;
+  static constexpr std::uint64_t kPosMask = (1ull << 40) - 1;
+  static constexpr std::uint64_t kCountOne = 1ull << 40;
+  static constexpr std::uint64_t kCountMask = ((1ull << 23) - 1) << 40;
+  /// why 256: a stream's writes run ahead of the consumer's line; asking for a line a few
+  /// records ahead takes the ownership transfer off a stream's critical path.
+  static constexpr std::uint64_t kPrefetchAhead = 256;
+  /// Largest ring: sizes and offsets fit the 32-bit commit word.
+  static constexpr std::uint32_t kMaxBytes = 1u << 30;
 
   Ring() = default;
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
-  /// Destroys the messages still in the ring (accepted, never consumed), then the slots.
-  /// No producer or consumer may run any more.
-  ~Ring() {
-    destroy_pending();
-    std::free(slots_);
-  }
+  /// Frees the array. The owner destroys pending messages first (destroy_pending).
+  ~Ring() { std::free(data_); }
 
-  /// Allocates the slots and fixes the claim discipline (push_spsc only on an spsc ring,
-  /// push_mpsc only on an mpsc ring). Set-up only (before any producer or consumer runs).
-  void init(std::uint32_t capacity, MailboxKind kind = MailboxKind::mpsc) {
-    const std::uint32_t n = round_capacity(capacity);
-    void* mem = std::aligned_alloc(kCacheLine, sizeof(Slot) * n);
+  /// Allocates `bytes` (rounded up to a power of two, zeroed) and fixes the claim
+  /// discipline (push_spsc only on an spsc ring, push_mpsc only on an mpsc ring). Set-up
+  /// only (before any producer or consumer runs; nothing pending).
+  void init(std::uint32_t bytes, MailboxKind kind = MailboxKind::mpsc) {
+    const std::uint32_t n = round_capacity(bytes < 64 ? 64 : bytes);
+    void* mem = std::aligned_alloc(kCacheLine, n);
     if (!mem) throw std::bad_alloc();
-    destroy_pending();
-    std::free(slots_);
-    slots_ = static_cast<Slot*>(mem);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      ::new (&slots_[i]) Slot{};
-      // why: position i is published as seq == i + 1, so 0 can never look published.
-      slots_[i].seq.store(0, std::memory_order_relaxed);
-    }
+    std::memset(mem, 0, n);  // free space is all zero (see the top of this file)
+    std::free(data_);
+    data_ = static_cast<unsigned char*>(mem);
     mask_ = n - 1;
     spsc_ = kind == MailboxKind::spsc;
+    p_.tail.store(0, std::memory_order_relaxed);
+    p_.head_cache.store(0, std::memory_order_relaxed);
+    c_.head.store(0, std::memory_order_relaxed);
+    c_.next = 0;
   }
 
-  /// Any number of producer threads. `fill(Slot&)` constructs the message. `sc` publishes
-  /// with seq_cst, needed when the consumer may park (pairs with its seq_cst sleep flag).
+  /// Any number of producer threads. `word`: record bytes | flags. `fill(Record&)` writes
+  /// the header fields and payload. `sc` commits with seq_cst, needed when the consumer
+  /// may park (pairs with its seq_cst sleep flag).
   template <class Fill>
-  PushStatus push_mpsc(Fill&& fill, bool sc) noexcept {
+  PushStatus push_mpsc(std::uint32_t word, Fill&& fill, bool sc) noexcept {
     assert(!spsc_ && "push_mpsc on a ring initialised as spsc");
+    const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};
     std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
+    std::uint64_t pad;
     for (;;) {
       if (pos & kClosed) return PushStatus::closed;
+      pad = padding(pos, bytes);
       // head_cache is release/acquire (plain moves on x86): a value another producer copied
-      // from `head` carries the consumer's release with it, so our slot write comes after
-      // the consumer's last read of that slot, even when that producer then found the ring
-      // full and made no CAS on tail.
-      if (pos - p_.head_cache.load(std::memory_order_acquire) > mask_) {
+      // from `head` carries the consumer's release with it, so our record write comes after
+      // the consumer's last read (and zeroing) of that space, even when that producer then
+      // found the ring full and made no CAS on tail.
+      if (used(pos, p_.head_cache.load(std::memory_order_acquire)) + pad + bytes > mask_ + 1) {
         const std::uint64_t h = c_.head.load(std::memory_order_acquire);
         p_.head_cache.store(h, std::memory_order_release);
-        if (pos - h > mask_) return PushStatus::full;
+        if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;
       }
       // acq_rel on success: orders producers' claims among themselves.
-      if (p_.tail.compare_exchange_weak(pos, pos + 1, std::memory_order_acq_rel,
+      if (p_.tail.compare_exchange_weak(pos, advance(pos, pad + bytes, 1), std::memory_order_acq_rel,
                                         std::memory_order_relaxed))
         break;
     }
-    publish(pos, static_cast<Fill&&>(fill), sc);
+    publish(pos, pad, word, static_cast<Fill&&>(fill), sc);
     return PushStatus::ok;
   }
 
   /// Exactly one producer thread (the caller enforces that), on a ring initialised spsc.
   template <class Fill>
-  PushStatus push_spsc(Fill&& fill, bool sc) noexcept {
+  PushStatus push_spsc(std::uint32_t word, Fill&& fill, bool sc) noexcept {
     assert(spsc_ && "push_spsc on a ring initialised as mpsc");
+    const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};
     const std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
     // closed_, not a bit of tail (see the top of this file). Relaxed: a close() that
     // happened before this send is seen (coherence); one racing with it may still accept
     // this message (Manager::end orders actor producers by its stop protocol).
     if (closed_.load(std::memory_order_relaxed)) return PushStatus::closed;
-    if (pos - p_.head_cache.load(std::memory_order_relaxed) > mask_) {
+    const std::uint64_t pad = padding(pos, bytes);
+    if (used(pos, p_.head_cache.load(std::memory_order_relaxed)) + pad + bytes > mask_ + 1) {
       const std::uint64_t h = c_.head.load(std::memory_order_acquire);
       p_.head_cache.store(h, std::memory_order_relaxed);
-      if (pos - h > mask_) return PushStatus::full;
+      if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;
     }
     // only depth()/drained() readers look at it; never carries kClosed (close() leaves an
     // spsc tail alone), so this store cannot erase a close
-    p_.tail.store(pos + 1, std::memory_order_relaxed);
-    publish(pos, static_cast<Fill&&>(fill), sc);
+    p_.tail.store(advance(pos, pad + bytes, 1), std::memory_order_relaxed);
+    publish(pos, pad, word, static_cast<Fill&&>(fill), sc);
     return PushStatus::ok;
   }
 
-  /// Consumer thread only: the oldest published message, or nullptr.
-  Slot* front() noexcept {
-    const std::uint64_t next = c_.next;  // why a copy: not reloaded after the acquire load
-    Slot* s = &slots_[next & mask_];
-    return s->seq.load(std::memory_order_acquire) == next + 1 ? s : nullptr;
+  /// Consumer thread only: the oldest published record, or nullptr. Skips (and zeroes)
+  /// padding records.
+  Record* front() noexcept {
+    for (;;) {
+      Record* r = at(c_.next);
+      const std::uint32_t w = r->word.load(std::memory_order_acquire);
+      if (w == 0) return nullptr;
+      if (!(w & kRecordPadding)) [[likely]] return r;
+      r->word.store(0, std::memory_order_relaxed);  // a padding record wrote only its word
+      c_.next = advance(c_.next, w & ~(kRecordUnit - 1), 0);
+    }
   }
-  /// Consumer thread only: done with the slot front() returned (its message destroyed).
-  /// The slot is handed back to producers by the next release().
-  void pop() noexcept { ++c_.next; }
-  /// Consumer thread only: hands every popped slot back to producers. Called once per batch
-  /// so that producers polling a full ring see the consumer's line change once per batch.
+  /// Consumer thread only: done with the record front() returned (its message destroyed).
+  /// Zeroes it; the space is handed back to producers by the next release().
+  void pop() noexcept {
+    Record* r = at(c_.next);
+    const std::uint32_t bytes = r->word.load(std::memory_order_relaxed) & ~(kRecordUnit - 1);
+    r->word.store(0, std::memory_order_relaxed);
+    std::memset(reinterpret_cast<unsigned char*>(r) + sizeof(r->word), 0, bytes - sizeof(r->word));
+    c_.next = advance(c_.next, bytes, 1);
+  }
+  /// Consumer thread only: hands every popped record back to producers. Called once per
+  /// batch so that producers polling a full ring see the consumer's line change once per batch.
   void release() noexcept { c_.head.store(c_.next, std::memory_order_release); }
   /// Consumer thread, seq_cst: is nothing published? (the re-check before parking)
   bool empty_sc() const noexcept {
-    return slots_[c_.next & mask_].seq.load(std::memory_order_seq_cst) != c_.next + 1;
+    return at(c_.next)->word.load(std::memory_order_seq_cst) == 0;
   }
   /// Closes the ring to new messages. Any thread; idempotent.
   void close() noexcept {
@@ -164,7 +214,7 @@ class Ring {
     if (!spsc_) p_.tail.fetch_or(kClosed, std::memory_order_seq_cst);
   }
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
-  /// Consumer: every claimed position consumed? (MPSC claims may be in flight until then)
+  /// Consumer: every claimed record consumed? (MPSC claims may be in flight until then)
   bool drained() const noexcept {
     return (p_.tail.load(std::memory_order_acquire) & ~kClosed) == c_.next;
   }
@@ -172,39 +222,59 @@ class Ring {
   std::uint64_t depth() const noexcept {
     const std::uint64_t t = p_.tail.load(std::memory_order_relaxed) & ~kClosed;
     const std::uint64_t h = c_.head.load(std::memory_order_relaxed);
-    return t > h ? t - h : 0;
+    return ((t - h) & kCountMask) >> 40;
   }
-  std::uint64_t accepted() const noexcept {
-    return p_.tail.load(std::memory_order_relaxed) & ~kClosed;
+  /// Size of the array in bytes.
+  std::uint32_t bytes() const noexcept { return static_cast<std::uint32_t>(mask_ + 1); }
+
+  /// Destroys every published message from the consumer's position on (accepted, never
+  /// handled: an actor that never started, or a mailbox torn down with work left), with
+  /// `destroy(Record&)`. Single-threaded (destructor, set-up).
+  template <class Destroy>
+  void destroy_pending(Destroy&& destroy) noexcept {
+    if (!data_) return;
+    for (Record* r = front(); r; r = front()) {
+      destroy(*r);
+      pop();
+    }
+    release();
   }
-  std::uint32_t capacity() const noexcept { return static_cast<std::uint32_t>(mask_ + 1); }
 
  private:
-  /// Destroys every published message from the consumer's position on (they were accepted
-  /// and never handled: an actor that never started, or a ring torn down with work left).
-  /// Published positions are exactly those whose seq is position + 1, so the walk stops at
-  /// the first slot not published for this lap. Single-threaded (destructor, set-up).
-  void destroy_pending() noexcept {
-    if (!slots_) return;
-    for (std::uint64_t pos = c_.next; pos - c_.next <= mask_; ++pos) {
-      Slot& s = slots_[pos & mask_];
-      if (s.seq.load(std::memory_order_acquire) != pos + 1) break;
-      destroy_message(*s.info, s.payload);
-    }
+  Record* at(std::uint64_t pos) const noexcept {
+    return reinterpret_cast<Record*>(data_ + (pos & mask_));
+  }
+  static std::uint64_t advance(std::uint64_t w, std::uint64_t bytes, std::uint64_t count) noexcept {
+    return ((w + bytes) & kPosMask) | ((w + count * kCountOne) & kCountMask);
+  }
+  static std::uint64_t used(std::uint64_t tail, std::uint64_t head) noexcept {
+    return (tail - head) & kPosMask;
+  }
+  /// Bytes of padding needed before a record of `bytes` claimed at `pos`: the rest of the
+  /// array when the record would cross its end, else 0.
+  std::uint64_t padding(std::uint64_t pos, std::uint64_t bytes) const noexcept {
+    const std::uint64_t off = pos & mask_;
+    return off + bytes > mask_ + 1 ? mask_ + 1 - off : 0;
   }
 
   template <class Fill>
-  void publish(std::uint64_t pos, Fill&& fill, bool sc) noexcept {
-    // why: when the consumer keeps up it polls the very slot we write next, so each write
-    // would wait for that line to come back; asking for a slot a few ahead early takes the
-    // ownership transfer off the critical path of a stream.
-    __builtin_prefetch(&slots_[(pos + kPrefetchAhead) & mask_], 1, 3);
-    Slot& s = slots_[pos & mask_];
-    fill(s);
+  void publish(std::uint64_t pos, std::uint64_t pad, std::uint32_t word, Fill&& fill, bool sc) noexcept {
+    __builtin_prefetch(data_ + ((pos + kPrefetchAhead) & mask_), 1, 3);
+    if (pad) [[unlikely]] {
+      // the same order as the record's commit: a parking consumer's seq_cst re-check may
+      // look at the padding word first (P1 in docs/concurrency.md)
+      commit(*at(pos), static_cast<std::uint32_t>(pad) | kRecordPadding, sc);
+      pos += pad;
+    }
+    Record& r = *at(pos);
+    fill(r);
+    commit(r, word, sc);
+  }
+  static void commit(Record& r, std::uint32_t word, bool sc) noexcept {
     if (sc)
-      s.seq.store(pos + 1, std::memory_order_seq_cst);
+      r.word.store(word, std::memory_order_seq_cst);
     else
-      s.seq.store(pos + 1, std::memory_order_release);
+      r.word.store(word, std::memory_order_release);
   }
 
   struct alignas(kCacheLine) Producers {
@@ -212,13 +282,13 @@ class Ring {
     std::atomic<std::uint64_t> head_cache{0};  ///< producers' stale view of c_.head
   };
   struct alignas(kCacheLine) Consumer {
-    std::atomic<std::uint64_t> head{0};  ///< published by release(): slots before it are free
-    std::uint64_t next = 0;              ///< consumer-private: the next position to read
+    std::atomic<std::uint64_t> head{0};  ///< published by release(): space before it is free
+    std::uint64_t next = 0;              ///< consumer-private: the next record to read
   };
   Producers p_;
   Consumer c_;
   alignas(kCacheLine) std::uint64_t mask_ = 0;
-  Slot* slots_ = nullptr;
+  unsigned char* data_ = nullptr;
   std::atomic<bool> closed_{false};
   bool spsc_ = false;  ///< set-up: the claim discipline (read-mostly line)
 };
