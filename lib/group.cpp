@@ -102,8 +102,8 @@ ActorRef Group::add(std::string name, std::unique_ptr<Actor> actor, MailboxConfi
                                 std::to_string(mailbox.capacity) + " is outside 2..16777216");
   Actor& a = *actor;
   Runtime::set_owner(a, std::move(name), manager_, this);
+  a.mailbox().configure(mailbox, &a, a.name().data());  // throws naming a bad value
   a.check_message_sizes(mailbox);
-  a.mailbox().configure(mailbox, &a, a.name().data());
   // Until prepare() the run queue does not exist: producers only publish (Notify::none),
   // and prepare() schedules whatever arrived before it.
   actors_.push_back(std::move(actor));

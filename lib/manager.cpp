@@ -69,8 +69,8 @@ ActorRef Manager::manage(std::string name, std::unique_ptr<Actor> actor, ThreadC
   auto e = std::make_unique<Entry>();
   Actor& a = *actor;
   Runtime::set_owner(a, name, this, nullptr);
+  a.mailbox().configure(mailbox, &a, a.name().data());  // throws naming a bad value
   a.check_message_sizes(mailbox);
-  a.mailbox().configure(mailbox, &a, a.name().data());
   e->actor = std::move(actor);
   e->thread = std::move(thread);
   e->mailbox = mailbox;

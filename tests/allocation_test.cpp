@@ -1,5 +1,6 @@
 // Counts every heap allocation (operator new and malloc/calloc/realloc, replaced here) while
-// 1,000,000 messages flow: send + reply between two actor threads, and fast_send.
+// 1,000,000 messages flow: send + reply between two actor threads, and fast_send; and while
+// 2 KB and 16 KB messages (pooled) and 200-byte ones (inline) flow between two actors.
 #include <doctest/doctest.h>
 
 #include <dlfcn.h>
@@ -15,6 +16,8 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 // Sanitizers replace malloc themselves; counting through __libc_malloc would break them.
 TEST_CASE("steady state makes zero heap allocations across 1,000,000 messages" *
+          doctest::skip(true)) {}
+TEST_CASE("large messages (pooled) make zero heap allocations in steady state" *
           doctest::skip(true)) {}
 #else
 namespace {
@@ -118,6 +121,81 @@ TEST_CASE("steady state makes zero heap allocations across 1,000,000 messages") 
   mgr.end();
   REQUIRE(done);
   CHECK(fast_ok == 100'000);
+  CHECK(allocs == 0);
+}
+
+namespace {
+template <std::size_t N, MessageId Id>
+struct Blob {
+  static constexpr MessageId message_id = Id;
+  std::uint64_t n = 0;
+  unsigned char pad[N - 8] = {};
+};
+using Inline200 = Blob<200, 10>;
+using Pooled2K = Blob<2048, 11>;
+using Pooled16K = Blob<16384, 12>;
+class BigServer : public Actor {
+ public:
+  BigServer() {
+    handle<&BigServer::on<Inline200>>();
+    handle<&BigServer::on<Pooled2K>>();
+    handle<&BigServer::on<Pooled16K>>();
+  }
+  template <class M>
+  void on(const M& m) { (void)reply(M{m.n, {}}); }
+};
+class BigClient : public Actor {
+ public:
+  explicit BigClient(ActorRef s) : server(s) {
+    handle<&BigClient::on<Inline200>>();
+    handle<&BigClient::on<Pooled2K>>();
+    handle<&BigClient::on<Pooled16K>>();
+  }
+  template <class M>
+  void on(const M& m) {
+    got.store(m.n + 1, std::memory_order_release);
+    if (m.n + 1 >= target) return;
+    // the three sizes in turn: inline, pooled 2 KB class, pooled 16 KB class
+    switch ((m.n + 1) % 3) {
+      case 0: (void)server.send(Inline200{m.n + 1, {}}); break;
+      case 1: (void)server.send(Pooled2K{m.n + 1, {}}); break;
+      default: (void)server.send(Pooled16K{m.n + 1, {}}); break;
+    }
+  }
+  ActorRef server;
+  std::uint64_t target = 0;
+  std::atomic<std::uint64_t> got{0};
+};
+}  // namespace
+
+TEST_CASE("large messages (pooled) make zero heap allocations in steady state") {
+  Manager mgr;
+  ThreadConfig tc;
+  tc.wake = Wake::futex;
+  MailboxConfig mc;
+  mc.max_message_bytes = 16384;
+  mc.pool_blocks = 4;
+  ActorRef server = mgr.emplace<BigServer>("server", tc, mc);
+  auto* client = new BigClient(server);
+  ActorRef cref = mgr.manage("client", std::unique_ptr<Actor>(client), tc, mc);
+  mgr.init();
+
+  client->target = 300;  // warm-up
+  (void)server.send(Inline200{0, {}}, cref);
+  REQUIRE(tern::test::wait_until([&] { return client->got.load() == 300; }));
+
+  g_allocs = 0;
+  g_counting = true;
+  const std::uint64_t kRounds = tern::test::scaled(60'000);
+  client->got = 0;
+  client->target = kRounds;
+  (void)server.send(Inline200{0, {}}, cref);
+  const bool done = tern::test::wait_until([&] { return client->got.load() == kRounds; },
+                                           std::chrono::seconds(120));
+  g_counting = false;
+  const std::uint64_t allocs = g_allocs.load();
+  mgr.end();
+  REQUIRE(done);
   CHECK(allocs == 0);
 }
 #endif
