@@ -31,32 +31,45 @@ static const char* kUsage =
     "usage: pingpong [--wake spin|futex|yield] [--iterations N] [--warmup N] [--cpus A,B]\n"
     "                [--spin N] [--yields N] [--mailbox spsc|mpsc] [--json FILE] [--hgrm PREFIX]\n"
     "                [--baselines all|floor] [--group] [--workers N] [--split-groups]\n"
-    "                [--rounds N]\n"
+    "                [--rounds N] [--size 8|16|2048]\n"
     "  Round trip of one message between two actors on CPUs A and B, beside the bare floor\n"
     "  measured the same way in the same run. --spin: futex mode's empty polls before parking\n"
     "  (default 0: park on every hop; 'default': ThreadConfig's spin_limit, the library's\n"
     "  own spin-then-park policy).\n"
     "  --baselines all (default) adds a ReaderWriterQueue row polled like --wake, in spin and\n"
-    "  yield mode a bare two-rings row (one ring of 128-byte slots per direction), and in futex\n"
+    "  yield mode a bare two-rings row (one ring of 128-byte cells per direction), and in futex\n"
     "  mode bare futex syscall and mutex+condvar queue rows. --hgrm PREFIX writes\n"
     "  PREFIX<row>.hgrm (microseconds) for each row (rows: tern floor two_rings rwq futex_raw\n"
     "  mutex_condvar). --group: both actors in one tern::Group of --workers workers (default\n"
     "  2, on CPUs A and B; 1 worker: on CPU B) with mpsc mailboxes (either worker may send).\n"
     "  --split-groups: each actor in its own 1-worker Group, on CPU A and CPU B.\n"
-    "  --rounds N: run every row N times (iterations / N each), in turn, and merge.\n";
+    "  --rounds N: run every row N times (iterations / N each), in turn, and merge.\n"
+    "  --size N: the tern ball's size in bytes (default 8, a timestamp; 2048 is pooled with\n"
+    "  the default MailboxConfig); the floor and baseline rows keep their own.\n";
 
 namespace {
-struct Ball {
+/// The ball: its send time, padded to N bytes (--size; 8 is the plain timestamp).
+template <std::size_t N>
+struct BallN {
+  static constexpr MessageId message_id = 1000 + N;
+  std::uint64_t t0 = 0;
+  unsigned char pad[N - 8] = {};
+};
+template <>
+struct BallN<8> {
   static constexpr MessageId message_id = 1;
   std::uint64_t t0 = 0;
 };
+using Ball = BallN<8>;
 
+template <class B>
 class Ponger : public Actor {
  public:
   Ponger() { handle<&Ponger::on_ball>(); }
-  void on_ball(const Ball& b) { (void)reply(Ball{b.t0}); }
+  void on_ball(const B& b) { (void)reply(B{b.t0}); }
 };
 
+template <class Ball>
 class Pinger : public Actor {
  public:
   Pinger(ActorRef peer, std::uint64_t warmup, std::uint64_t iterations, Histogram& h)
@@ -83,6 +96,7 @@ class Pinger : public Actor {
 // futex mode: sched_yield polls after the spin, before parking (--yields).
 std::uint32_t g_yields = 0;
 
+template <class B>
 Histogram run_tern(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, int cpu_b,
                    std::uint64_t warmup, std::uint64_t iterations) {
   Histogram h;
@@ -93,14 +107,15 @@ Histogram run_tern(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, i
   ta.yield_limit = tb.yield_limit = g_yields;
   if (cpu_a >= 0) ta.cpus = {cpu_a};
   if (cpu_b >= 0) tb.cpus = {cpu_b};
-  ActorRef pong = mgr.emplace<Ponger>("ponger", tb, MailboxConfig{1024, kind});
-  mgr.emplace<Pinger>("pinger", ta, MailboxConfig{1024, kind}, pong, warmup, iterations, h);
+  ActorRef pong = mgr.emplace<Ponger<B>>("ponger", tb, MailboxConfig{1024, kind});
+  mgr.emplace<Pinger<B>>("pinger", ta, MailboxConfig{1024, kind}, pong, warmup, iterations, h);
   mgr.init();
   mgr.run();
   mgr.end();
   return h;
 }
 
+template <class B>
 Histogram run_tern_group(Wake wake, std::uint32_t spin, std::uint32_t workers, int cpu_a,
                          int cpu_b, std::uint64_t warmup, std::uint64_t iterations) {
   Histogram h;
@@ -118,8 +133,8 @@ Histogram run_tern_group(Wake wake, std::uint32_t spin, std::uint32_t workers, i
     gc.thread.cpus = {cpu_a, cpu_b};
   Group g("pingpong", gc);
   const MailboxConfig mb{1024, MailboxKind::mpsc};
-  ActorRef pong = g.emplace<Ponger>("ponger", mb);
-  g.emplace<Pinger>("pinger", mb, pong, warmup, iterations, h);
+  ActorRef pong = g.emplace<Ponger<B>>("ponger", mb);
+  g.emplace<Pinger<B>>("pinger", mb, pong, warmup, iterations, h);
   mgr.attach(g);
   mgr.init();
   mgr.run();
@@ -127,6 +142,7 @@ Histogram run_tern_group(Wake wake, std::uint32_t spin, std::uint32_t workers, i
   return h;
 }
 
+template <class B>
 Histogram run_tern_split(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, int cpu_b,
                          std::uint64_t warmup, std::uint64_t iterations) {
   Histogram h;
@@ -140,8 +156,8 @@ Histogram run_tern_split(Wake wake, std::uint32_t spin, MailboxKind kind, int cp
   gb.thread.cpus = {cpu_b};
   Group pinger("pinger", ga), ponger("ponger", gb);
   const MailboxConfig mb{1024, kind};
-  ActorRef pong = ponger.emplace<Ponger>("ponger", mb);
-  pinger.emplace<Pinger>("pinger", mb, pong, warmup, iterations, h);
+  ActorRef pong = ponger.emplace<Ponger<B>>("ponger", mb);
+  pinger.emplace<Pinger<B>>("pinger", mb, pong, warmup, iterations, h);
   // Ponger's group first: Manager starts groups in attach order, and the pinger's Start
   // handler sends to the ponger (a send into a group that has not started crashes today).
   mgr.attach(ponger);
@@ -330,6 +346,15 @@ struct Labelled {
 };
 }  // namespace
 
+template <class B>
+Histogram run_tern_any(bool split, bool group, Wake wake, std::uint32_t spin, MailboxKind kind,
+                       std::uint32_t workers, const std::vector<int>& cpus, std::uint64_t wu,
+                       std::uint64_t it) {
+  return split   ? run_tern_split<B>(wake, spin, kind, cpus[0], cpus[1], wu, it)
+         : group ? run_tern_group<B>(wake, spin, workers, cpus[0], cpus[1], wu, it)
+                 : run_tern<B>(wake, spin, kind, cpus[0], cpus[1], wu, it);
+}
+
 int main(int argc, char** argv) {
   bench::Args args(argc, argv,
                    {{"wake", "spin"},
@@ -343,7 +368,8 @@ int main(int argc, char** argv) {
                     {"hgrm", ""},
                     {"baselines", "all"},
                     {"rounds", "1"},
-                    {"workers", "2"}},
+                    {"workers", "2"},
+                    {"size", "8"}},
                    kUsage, {"group", "split-groups"});
   const std::string wname = args.str("wake");
   Wake wake{};
@@ -390,6 +416,9 @@ int main(int argc, char** argv) {
   // With --rounds R each row runs R times for iterations / R round trips, in turn, and the
   // rounds are merged: a noisy stretch of the run then hits every row alike.
   const std::uint64_t it = iters / rounds, wu = warm / rounds;
+  const std::uint64_t size = args.u64("size");
+  if (size != 8 && size != 16 && size != 2048)
+    bench::Args::fail("--size must be 8, 16 or 2048, got " + std::to_string(size), kUsage);
   Histogram f1, t, f2;
   std::vector<Labelled> extra_rows;
   if (bname == "all") {
@@ -405,9 +434,9 @@ int main(int argc, char** argv) {
   }
   for (std::uint64_t round = 0; round < rounds; ++round) {
     f1.merge(run_floor(wake, cpus[0], cpus[1], wu, it));
-    t.merge(split   ? run_tern_split(wake, spin, kind, cpus[0], cpus[1], wu, it)
-            : group ? run_tern_group(wake, spin, workers, cpus[0], cpus[1], wu, it)
-                    : run_tern(wake, spin, kind, cpus[0], cpus[1], wu, it));
+    t.merge(size == 2048 ? run_tern_any<BallN<2048>>(split, group, wake, spin, kind, workers, cpus, wu, it)
+            : size == 16 ? run_tern_any<BallN<16>>(split, group, wake, spin, kind, workers, cpus, wu, it)
+                         : run_tern_any<Ball>(split, group, wake, spin, kind, workers, cpus, wu, it));
     f2.merge(run_floor(wake, cpus[0], cpus[1], wu, it));
     for (Labelled& r : extra_rows) {
       if (r.key == "two_rings")
@@ -430,8 +459,9 @@ int main(int argc, char** argv) {
       split   ? "tern " + wname + " (2 groups of 1 worker)"
       : group ? "tern " + wname + " (group of " + std::to_string(workers) + ")"
               : "tern " + wname + " (" + mname + ")";
+  const std::string tern_row = size == 8 ? tern_label : tern_label + ", " + std::to_string(size) + " B";
   std::vector<bench::Row> rows;
-  rows.push_back({tern_label, t});
+  rows.push_back({tern_row, t});
   rows.push_back({std::string(floor_name) + " (floor)", floor});
   for (const Labelled& r : extra_rows) rows.push_back({r.label + " (baseline)", r.h});
   bench::print_table("round trip", rows);
@@ -452,7 +482,7 @@ int main(int argc, char** argv) {
   bench::write_hgrm(prefix, "tern", t);
   bench::write_hgrm(prefix, "floor", floor);
   for (const Labelled& r : extra_rows) bench::write_hgrm(prefix, r.key, r.h);
-  std::string rows_json = "\"rows\": [{\"key\": \"tern\", \"label\": " + bench::jstr(tern_label) +
+  std::string rows_json = "\"rows\": [{\"key\": \"tern\", \"label\": " + bench::jstr(tern_row) +
                           ", " + bench::json_fields("", t) + "}, {\"key\": \"floor\", \"label\": " +
                           bench::jstr(std::string(floor_name) + " (floor)") + ", " +
                           bench::json_fields("", floor) + "}";
@@ -465,11 +495,11 @@ int main(int argc, char** argv) {
   std::snprintf(extra, sizeof extra,
                 "\"wake\": \"%s\", \"mailbox\": \"%s\", \"iterations\": %llu, \"cpus\": [%d, %d], "
                 "\"floor\": \"%s\", \"ratio_p50\": %.4f, \"group\": %s, \"workers\": %u, \"spin\": %u, "
-                "\"yields\": %u, \"rounds\": %llu",
+                "\"yields\": %u, \"rounds\": %llu, \"msg_bytes\": %llu",
                 wname.c_str(), kind == MailboxKind::spsc ? "spsc" : "mpsc",
                 (unsigned long long)iters, cpus[0], cpus[1], floor_name, ratio,
                 split ? "\"split\"" : group ? "true" : "false", split ? 1 : group ? workers : 0,
-                spin, g_yields, (unsigned long long)rounds);
+                spin, g_yields, (unsigned long long)rounds, (unsigned long long)size);
   bench::write_file(args.str("json"), "{" + std::string(extra) + ", " +
                                           bench::json_fields("", t) + ", " +
                                           bench::json_fields("floor_", floor) + ", " +
