@@ -42,3 +42,16 @@ def test_trading_pipeline_rejects_bad_arguments_naming_them():
     out = run("trading_pipeline", "--seconds", "0")
     assert out.returncode == 2
     assert "--seconds" in out.stderr
+
+
+def test_order_book_sends_books_of_20_levels_by_value():
+    out = run("order_book", "--updates", "20000", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "strategy: 20000 books of" in out.stdout
+    assert "(feed sent 20000), 0 malformed" in out.stdout
+
+
+def test_order_book_rejects_bad_arguments_naming_them():
+    out = run("order_book", "--updates", "x")
+    assert out.returncode == 2
+    assert "'x'" in out.stderr
