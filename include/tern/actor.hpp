@@ -48,6 +48,7 @@ struct ActorStats {
 namespace detail {
 
 struct Runtime;  // lib/runtime.cpp: the loops that drain mailboxes
+struct TopicAccess;  // tern/topic.hpp: registers the TopicWake handler
 std::uint64_t now_ns() noexcept;
 
 /// The actor table: index -> Actor, what a mailbox record carries instead of a pointer.
@@ -135,6 +136,7 @@ class Actor {
   friend class Manager;
   friend class Group;
   friend struct detail::Runtime;
+  friend struct detail::TopicAccess;
 
   /// Runtime hook: the body of this actor's dedicated thread (Manager), after its
   /// ThreadConfig was applied. Default: the standard receive loop. An actor that must also
