@@ -169,7 +169,7 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
 }
 
 std::uint32_t Runtime::drain(Actor& a, std::uint32_t limit, ThreadCtx* me) noexcept {
-  if (!a.mailbox_.front()) return 0;
+  if (a.mailbox_.empty()) return 0;  // a peek without the lock: must not write
   while (!a.try_lock(me)) cpu_relax();  // a fast_send is running a handler: wait it out
   const std::uint32_t n = drain_locked(a, limit);
   a.unlock();

@@ -219,6 +219,13 @@ class Mailbox {
       priority_popped_ = false;
     }
   }
+  /// Consumer, without the lock: is nothing waiting? Writes nothing (unlike front(), which
+  /// moves past padding and notes the lane), so a thread that holds the actor's lock
+  /// meanwhile (fast_send, inline dispatch) never races with it.
+  bool empty() const noexcept {
+    return normal_.empty() &&
+           (!sleep_.priority_hint.load(std::memory_order_acquire) || priority_.empty());
+  }
   /// Consumer, before parking (seq_cst, pairs with the producers' seq_cst publish).
   bool empty_sc() const noexcept { return normal_.empty_sc() && priority_.empty_sc(); }
   /// Consumer: nothing accepted is left unconsumed (valid once closed).

@@ -202,6 +202,9 @@ class Ring {
   /// Consumer thread only: hands every popped record back to producers. Called once per
   /// batch so that producers polling a full ring see the consumer's line change once per batch.
   void release() noexcept { c_.head.store(c_.next, std::memory_order_release); }
+  /// Consumer thread: is nothing published? A peek that writes nothing (front() may skip
+  /// padding), for a look taken without the actor's lock.
+  bool empty() const noexcept { return at(c_.next)->word.load(std::memory_order_acquire) == 0; }
   /// Consumer thread, seq_cst: is nothing published? (the re-check before parking)
   bool empty_sc() const noexcept {
     return at(c_.next)->word.load(std::memory_order_seq_cst) == 0;
