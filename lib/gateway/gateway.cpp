@@ -1280,6 +1280,7 @@ void Gateway::expose(std::string_view name, ActorRef target) {
 
 std::string_view Gateway::endpoint() const noexcept { return impl_->advertised; }
 std::string_view Gateway::public_key() const noexcept { return impl_->curve.public_key(); }
+const CurveConfig& Gateway::curve_config() const noexcept { return impl_->cfg.curve; }
 std::string_view Gateway::bound_endpoint() const noexcept { return impl_->bound; }
 const wire::Registry& Gateway::registry() const noexcept { return impl_->reg; }
 
