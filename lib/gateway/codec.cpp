@@ -954,7 +954,7 @@ bool FrameDecoder::decode_envelope(std::size_t size, const wire::Registry& reg, 
       default:
         env.message_type = str;
         env.has_message_type = true;
-        if (last_type_ && last_type_->name == str) [[likely]] {
+        if (last_type_ && same(last_type_->name, str)) [[likely]] {
           r.type = last_type_;
         } else {
           r.type = reg.find(str);

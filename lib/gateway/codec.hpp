@@ -18,6 +18,12 @@ namespace tern::gw {
 
 namespace od = simdjson::ondemand;
 
+/// String equality for the per-frame cache checks: GCC leaves string_view::compare out of
+/// line there (a call and a three-way result per check); this is a length test and memcmp.
+inline bool same(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
+}
+
 /// Writes the flat JSON object of `msg`'s fields. False, with `error` (if given) naming the
 /// field, when a value cannot be carried (NaN/infinity, invalid UTF-8). Instantiated for
 /// std::string and Buffer.

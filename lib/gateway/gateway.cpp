@@ -672,8 +672,9 @@ struct Gateway::Impl {
   std::uint32_t sender_index(std::string_view actor, std::string_view endpoint,
                              std::string_view server_key) {
     // Most frames come from the sender of the one before: check that first.
-    if (last_sender && actor == last_sender_actor && endpoint == last_sender_endpoint &&
-        server_key == last_sender_key) [[likely]]
+    if (last_sender && gw::same(actor, last_sender_actor) &&
+        gw::same(endpoint, last_sender_endpoint) && gw::same(server_key, last_sender_key))
+        [[likely]]
       return last_sender;
     const std::uint32_t h = sender_index_slow(actor, endpoint, server_key);
     if (h) {
@@ -774,7 +775,7 @@ struct Gateway::Impl {
 
   // ---- receivers --------------------------------------------------------------------------
   ActorRef find_receiver(std::string_view name) {
-    if (last_receiver && name == last_receiver_name) [[likely]]
+    if (last_receiver && gw::same(name, last_receiver_name)) [[likely]]
       return last_receiver;
     ActorRef r = find_receiver_slow(name);
     if (r) {
@@ -1043,7 +1044,7 @@ struct Gateway::Impl {
   // ---- inbound ----------------------------------------------------------------------------
   void handle_frame(const char* data, std::size_t size) {
     ActorRef target;
-    gw::FrameResult r = decoder.decode(data, size, reg, staging, [&](std::string_view name) {
+    const gw::FrameResult& r = decoder.decode(data, size, reg, staging, [&](std::string_view name) {
       target = find_receiver(name);
       return static_cast<bool>(target);
     });

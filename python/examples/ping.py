@@ -86,8 +86,8 @@ class PingActor(Actor):
 
 def _free_endpoint() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return f"tcp://*:{s.getsockname()[1]}"
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 def _pct(sorted_ns: list[int], q: float) -> float:

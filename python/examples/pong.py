@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Python pong: answers every Ping{count} with Pong{count} to the sender.
 
-    PYTHONPATH=python python3 python/examples/pong.py --endpoint tcp://*:5001 --name pong
+    PYTHONPATH=python python3 python/examples/pong.py --endpoint tcp://127.0.0.1:5001 --name pong
 
 Prints "pong: listening on ENDPOINT" once bound. Exits 0 on SIGTERM/SIGINT or after
 --max pings, printing how many pings it answered. With CURVE (docs/python.md):
@@ -49,7 +49,8 @@ class PongActor(Actor):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoint", default="tcp://*:5001", help="PULL endpoint to bind")
+    ap.add_argument("--endpoint", default="tcp://127.0.0.1:5001",
+                    help="PULL endpoint to bind (loopback; tcp://*:PORT listens on every interface: trusted networks only, or with CURVE)")
     ap.add_argument("--name", default="pong", help="actor name")
     ap.add_argument("--max", type=int, default=0, help="exit after N pings (0: run until signal)")
     ap.add_argument("--curve-key", help="our key pair (NAME.key_secret): CURVE on")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A research actor: turns Quote{symbol, bid, ask, seq} into Signal{symbol, side, strength, seq}.
 
-    PYTHONPATH=python python3 python/examples/research_actor.py --endpoint tcp://*:5003 \\
+    PYTHONPATH=python python3 python/examples/research_actor.py --endpoint tcp://127.0.0.1:5003 \\
         --name research
 
 Every Quote is answered with one Signal to its sender, carrying the same symbol and seq.
@@ -76,7 +76,8 @@ class ResearchActor(Actor):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoint", default="tcp://*:5003", help="PULL endpoint to bind")
+    ap.add_argument("--endpoint", default="tcp://127.0.0.1:5003",
+                    help="PULL endpoint to bind (loopback; tcp://*:PORT listens on every interface: trusted networks only, or with CURVE)")
     ap.add_argument("--name", default="research", help="actor name")
     ap.add_argument("--max", type=int, default=0, help="exit after N quotes (0: until signal)")
     ap.add_argument("-v", "--verbose", action="store_true")

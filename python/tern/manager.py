@@ -103,7 +103,7 @@ class _Timers:
 
 
 class Manager:
-    """Runs actors. ``endpoint`` (e.g. ``"tcp://*:5001"``) is the PULL endpoint remote
+    """Runs actors. ``endpoint`` (e.g. ``"tcp://127.0.0.1:5001"``; ``"tcp://*:5001"`` listens on every interface: trusted networks only, or with CURVE) is the PULL endpoint remote
     peers send to; None means this process only sends (its actors cannot be answered).
 
     Lifecycle: ``manage()`` actors, ``init()`` (starts threads, delivers Start), ``run()``
@@ -139,7 +139,7 @@ class Manager:
                  registry_server_key: Optional[str] = None,
                  **transport_options: Any) -> None:
         if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
-            raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://*:5001'")
+            raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://127.0.0.1:5001'")
         self.endpoint = endpoint
         if advertise is None and endpoint is not None:
             advertise = wire.connect_address(endpoint)
