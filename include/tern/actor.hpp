@@ -47,6 +47,7 @@ struct ActorStats {
 namespace detail {
 
 struct Runtime;  // lib/runtime.cpp: the loops that drain mailboxes
+struct TopicAccess;  // tern/topic.hpp: registers the TopicWake handler
 std::uint64_t now_ns() noexcept;
 
 }  // namespace detail
@@ -120,6 +121,7 @@ class Actor {
   friend class Manager;
   friend class Group;
   friend struct detail::Runtime;
+  friend struct detail::TopicAccess;
 
   /// Runtime hook: the body of this actor's dedicated thread (Manager), after its
   /// ThreadConfig was applied. Default: the standard receive loop. An actor that must also

@@ -11,4 +11,5 @@
 #include <tern/message.hpp>
 #include <tern/registry.hpp>  // link tern_gateway to use
 #include <tern/thread_config.hpp>
+#include <tern/topic.hpp>
 #include <tern/wire.hpp>

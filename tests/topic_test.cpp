@@ -1,0 +1,239 @@
+// tern/topic.hpp: one publisher, N subscribers on one ring, per-subscriber slow policies.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include <tern/manager.hpp>
+#include <tern/topic.hpp>
+
+#include "test_util.hpp"
+
+using namespace tern;
+using tern::test::scaled;
+using tern::test::wait_until;
+
+namespace {
+
+struct Tick {
+  static constexpr MessageId message_id = 4100;
+  std::uint32_t sym = 0;
+  std::uint64_t seq = 0;  ///< publish order, from 1
+  double px = 0;
+};
+std::uint32_t tick_key(const Tick& t) { return t.sym; }
+
+/// Records what it receives; `delay_us` makes it slow; `stall` holds its handler until released.
+class Sub : public Actor {
+ public:
+  explicit Sub(Topic<Tick>& t, SlowPolicy p, std::uint32_t delay_us = 0)
+      : delay_us_(delay_us) {
+    t.subscribe<&Sub::on_tick>(*this, p);
+  }
+  void on_tick(const Tick& t) {
+    if (t.seq <= last_seq) disorder.fetch_add(1);
+    last_seq = t.seq;
+    if (t.sym < latest.size()) latest[t.sym].store(t.seq, std::memory_order_relaxed);
+    got.push_back(t.seq);
+    count.fetch_add(1, std::memory_order_release);
+    while (stall.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if (delay_us_) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));
+  }
+  std::vector<std::uint64_t> got;  // read after Manager::end()
+  std::uint64_t last_seq = 0;
+  std::atomic<std::uint64_t> count{0};
+  std::atomic<std::uint64_t> disorder{0};
+  std::atomic<bool> stall{false};
+  std::vector<std::atomic<std::uint64_t>> latest = std::vector<std::atomic<std::uint64_t>>(16);
+
+ private:
+  std::uint32_t delay_us_;
+};
+
+}  // namespace
+
+TEST_CASE("every subscriber receives every value, in order (backpressure)") {
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 64});
+  Manager mgr;
+  std::vector<Sub*> subs;
+  for (int i = 0; i < 4; ++i) {
+    auto s = std::make_unique<Sub>(topic, SlowPolicy::backpressure);
+    subs.push_back(s.get());
+    mgr.manage("sub" + std::to_string(i), std::move(s));
+  }
+  mgr.init();
+  const std::uint64_t n = scaled(200000);
+  for (std::uint64_t i = 1; i <= n; ++i) topic.publish(Tick{0, i, 1.0});
+  for (Sub* s : subs) CHECK(wait_until([&] { return s->count.load() == n; }));
+  mgr.end();
+  for (Sub* s : subs) {
+    REQUIRE(s->got.size() == n);
+    CHECK(s->disorder.load() == 0);
+    CHECK(s->got.front() == 1);
+    CHECK(s->got.back() == n);
+  }
+  const TopicStats ts = topic.stats();
+  CHECK(ts.published == n);
+  for (const SubscriptionStats& ss : topic.subscription_stats()) {
+    CHECK(ss.received == n);
+    CHECK(ss.dropped == 0);
+    CHECK(ss.lag == 0);
+  }
+}
+
+TEST_CASE("a stalled backpressure subscriber makes try_publish return full, then catches up") {
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 16});
+  Manager mgr;
+  auto s = std::make_unique<Sub>(topic, SlowPolicy::backpressure);
+  Sub& sub = *s;
+  sub.stall = true;
+  mgr.manage("slow", std::move(s));
+  mgr.init();
+  std::uint64_t sent = 0;
+  while (sent < 1000 && topic.try_publish(Tick{0, sent + 1, 0}) == SendResult::ok) ++sent;
+  // the first value is held in the handler; the ring holds 16 more at most
+  CHECK(sent >= 16);
+  CHECK(sent <= 17);
+  CHECK(topic.stats().refused_full >= 1);
+  sub.stall = false;
+  for (std::uint64_t i = sent + 1; i <= 500; ++i) topic.publish(Tick{0, i, 0});
+  CHECK(wait_until([&] { return sub.count.load() == 500; }));
+  mgr.end();
+  CHECK(sub.disorder.load() == 0);
+  REQUIRE(sub.got.size() == 500);
+  for (std::uint64_t i = 0; i < 500; ++i) CHECK(sub.got[i] == i + 1);
+}
+
+TEST_CASE("drop_oldest: a stalled subscriber does not stall the publisher or the others") {
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 32});
+  Manager mgr;
+  auto fast = std::make_unique<Sub>(topic, SlowPolicy::backpressure);
+  auto slow = std::make_unique<Sub>(topic, SlowPolicy::drop_oldest);
+  Sub& f = *fast;
+  Sub& sl = *slow;
+  sl.stall = true;
+  mgr.manage("fast", std::move(fast));
+  mgr.manage("slow", std::move(slow));
+  mgr.init();
+  const std::uint64_t n = 5000;
+  for (std::uint64_t i = 1; i <= n; ++i) topic.publish(Tick{0, i, 0});  // never blocked by slow
+  CHECK(wait_until([&] { return f.count.load() == n; }));
+  CHECK(wait_until([&] { return sl.count.load() >= 1; }));
+  sl.stall = false;
+  CHECK(wait_until([&] {
+    for (const SubscriptionStats& ss : topic.subscription_stats())
+      if (ss.lag != 0) return false;
+    return true;
+  }));
+  mgr.end();
+  CHECK(f.got.size() == n);
+  CHECK(sl.disorder.load() == 0);  // what it got is in order
+  CHECK(sl.got.back() == n);       // and ends with the newest value
+  const auto ss = topic.subscription_stats();
+  CHECK(ss[1].policy == SlowPolicy::drop_oldest);
+  CHECK(ss[1].dropped > 0);
+  CHECK(ss[1].received + ss[1].dropped == n);  // nothing vanishes without being counted
+  CHECK(sl.got.size() == ss[1].received);
+}
+
+TEST_CASE("conflate: a subscriber 100x slower than the feed gets the latest value per key") {
+  constexpr std::uint32_t kKeys = 8;
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 64, .max_keys = kKeys}, &tick_key);
+  Manager mgr;
+  auto fast = std::make_unique<Sub>(topic, SlowPolicy::backpressure);
+  auto slow = std::make_unique<Sub>(topic, SlowPolicy::conflate, /*delay_us=*/200);
+  Sub& f = *fast;
+  Sub& sl = *slow;
+  mgr.manage("fast", std::move(fast));
+  mgr.manage("slow", std::move(slow));
+  mgr.init();
+  const std::uint64_t n = scaled(20000);
+  std::vector<std::uint64_t> last(kKeys, 0);
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    const auto sym = static_cast<std::uint32_t>(i % kKeys);
+    topic.publish(Tick{sym, i, static_cast<double>(i)});
+    last[sym] = i;
+    if (i % 16 == 0) std::this_thread::sleep_for(std::chrono::microseconds(2));  // ~2 us a value
+  }
+  CHECK(wait_until([&] { return f.count.load() == n; }));
+  // in the end the slow one holds the newest value of every key
+  CHECK(wait_until([&] {
+    for (std::uint32_t k = 0; k < kKeys; ++k)
+      if (sl.latest[k].load() != last[k]) return false;
+    return true;
+  }));
+  mgr.end();
+  const auto ss = topic.subscription_stats();
+  CHECK(ss[1].received < n / 4);  // it could not have handled every value at 200 us each
+  CHECK(ss[1].conflated > 0);
+  CHECK(ss[1].received + ss[1].conflated >= n);
+  // per key, what it got is increasing: never an older value after a newer one
+  std::vector<std::uint64_t> seen(kKeys, 0);
+  std::uint64_t stale = 0;
+  for (std::uint64_t s : sl.got) {
+    const std::uint32_t k = static_cast<std::uint32_t>(s % kKeys);
+    if (s <= seen[k]) ++stale;
+    seen[k] = s;
+  }
+  CHECK(stale == 0);
+}
+
+TEST_CASE("conflate without keys, late subscribe and too many subscribers are set-up errors") {
+  Topic<Tick> plain("plain");
+  class A : public Actor {
+   public:
+    void on_tick(const Tick&) {}
+  };
+  A a;
+  CHECK_THROWS_WITH_AS(plain.subscribe<&A::on_tick>(a, SlowPolicy::conflate),
+                       doctest::Contains("conflate needs max_keys"), std::logic_error);
+  CHECK_THROWS_AS(Topic<Tick>("bad", TopicConfig{.capacity = 1}), std::invalid_argument);
+  CHECK_THROWS_AS(Topic<Tick>("bad", TopicConfig{.max_keys = 4}), std::invalid_argument);
+  Topic<Tick> small("small", TopicConfig{.max_subscribers = 1});
+  A b, c;
+  small.subscribe<&A::on_tick>(b, SlowPolicy::drop_oldest);
+  CHECK_THROWS_WITH_AS(small.subscribe<&A::on_tick>(c, SlowPolicy::drop_oldest),
+                       doctest::Contains("max_subscribers (1)"), std::logic_error);
+  Topic<Tick> t("t");
+  Manager mgr;  // a publish wakes its subscribers: they need a mailbox (manage() makes it)
+  auto d = std::make_unique<A>();
+  A e;
+  t.subscribe<&A::on_tick>(*d, SlowPolicy::drop_oldest);
+  mgr.manage("d", std::move(d));
+  CHECK(t.try_publish(Tick{}) == SendResult::ok);
+  CHECK_THROWS_WITH_AS(t.subscribe<&A::on_tick>(e, SlowPolicy::drop_oldest),
+                       doctest::Contains("after the first publish"), std::logic_error);
+}
+
+TEST_CASE("an actor subscribes to two topics; a stopped backpressure subscriber releases the publisher") {
+  Topic<Tick> t1("t1", TopicConfig{.capacity = 8});
+  Topic<Tick> t2("t2", TopicConfig{.capacity = 8});
+  class Two : public Actor {
+   public:
+    Two(Topic<Tick>& a, Topic<Tick>& b) {
+      a.subscribe<&Two::on_a>(*this, SlowPolicy::backpressure);
+      b.subscribe<&Two::on_b>(*this, SlowPolicy::backpressure);
+    }
+    void on_a(const Tick&) { na.fetch_add(1); }
+    void on_b(const Tick&) { nb.fetch_add(1); }
+    std::atomic<int> na{0}, nb{0};
+  };
+  auto m = std::make_unique<Manager>();
+  auto two = std::make_unique<Two>(t1, t2);
+  Two& w = *two;
+  m->manage("two", std::move(two));
+  m->init();
+  for (int i = 0; i < 100; ++i) {
+    t1.publish(Tick{0, static_cast<std::uint64_t>(i + 1), 0});
+    t2.publish(Tick{0, static_cast<std::uint64_t>(i + 1), 0});
+  }
+  CHECK(wait_until([&] { return w.na.load() == 100 && w.nb.load() == 100; }));
+  m->end();
+  // stopped: its mailbox refuses the wake, so the publisher no longer waits for it
+  std::uint64_t ok = 0;
+  for (int i = 0; i < 100; ++i) ok += t1.try_publish(Tick{}) == SendResult::ok;
+  CHECK(ok == 100);
+  CHECK(t1.subscription_stats()[0].closed);
+}
