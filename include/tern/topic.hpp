@@ -142,6 +142,9 @@ class Topic {
 
   std::string_view name() const noexcept { return name_; }
   std::uint32_t capacity() const noexcept { return cap_; }
+  /// Conflation keys (TopicConfig::max_keys; 0: none) and the key of a value.
+  std::uint32_t max_keys() const noexcept { return cfg_.max_keys; }
+  std::uint32_t key_of(const T& v) const noexcept { return key_ ? key_(v) : 0; }
 
   /// Subscribes `who` with handler `Fn` (`void C::f(const T&)`). Set-up only: before the
   /// first publish and before the Manager starts `who`. Throws std::logic_error after a
