@@ -173,7 +173,9 @@ class Topic {
   }
 
   /// Publisher's thread (one thread). ok, or full while a backpressure subscriber is a
-  /// whole ring behind (nothing written).
+  /// whole ring behind (nothing written). Publish once the subscribers are managed (before
+  /// or after Manager::init()): a wake-up refused as closed — an actor that stopped, or one
+  /// no Manager has taken yet — closes that subscription for good.
   SendResult try_publish(const T& v) noexcept {
     const std::uint64_t p = head_;
     if (has_backpressure_ && p >= cap_ && !room_for(p)) {

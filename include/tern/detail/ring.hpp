@@ -91,6 +91,10 @@ class Ring {
     }
     mask_ = n - 1;
     spsc_ = kind == MailboxKind::spsc;
+    // A ring is born closed (no slots yet: a send to an actor no Manager configured returns
+    // closed instead of writing through a null pointer); init() opens it.
+    p_.tail.fetch_and(~kClosed, std::memory_order_relaxed);
+    closed_.store(false, std::memory_order_relaxed);
   }
 
   /// Any number of producer threads. `fill(Slot&)` constructs the message. `sc` publishes
@@ -208,7 +212,7 @@ class Ring {
   }
 
   struct alignas(kCacheLine) Producers {
-    std::atomic<std::uint64_t> tail{0};
+    std::atomic<std::uint64_t> tail{kClosed};  ///< closed until init() (see there)
     std::atomic<std::uint64_t> head_cache{0};  ///< producers' stale view of c_.head
   };
   struct alignas(kCacheLine) Consumer {
@@ -219,7 +223,7 @@ class Ring {
   Consumer c_;
   alignas(kCacheLine) std::uint64_t mask_ = 0;
   Slot* slots_ = nullptr;
-  std::atomic<bool> closed_{false};
+  std::atomic<bool> closed_{true};  ///< until init()
   bool spsc_ = false;  ///< set-up: the claim discipline (read-mostly line)
 };
 
