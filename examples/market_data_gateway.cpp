@@ -6,6 +6,7 @@
 //                       [--window 500] [--endpoint tcp://127.0.0.1:*] [--name market]
 //                       [--timeout 30]
 //   market_data_gateway --serve [--endpoint tcp://127.0.0.1:*] [--name market] [--timeout 30]
+//                       [--registry tcp://127.0.0.1:5555]
 //
 // Prints a summary: quotes sent, signals back (buy / sell / flat), rejects, elapsed time,
 // quotes per second, and the gateway's counters. Exit status: 0 every quote answered in
@@ -19,6 +20,11 @@
 // SnapshotRequest{symbol} is answered with Snapshot{symbol, bid, ask, seq, sent}: the
 // latest Quote of that symbol (seq -1 and zero prices if none was sent, or the symbol is
 // not one of AAPL, MSFT, ES, EURUSD).
+//
+// --registry ENDPOINT (docs/registry.md): registers the market-data actor under --name with
+// that registry (tern::RegistryClient: heartbeats every 2 s, unregisters at exit), prints
+// "market: registered 'NAME' at ENDPOINT with registry REGISTRY", so a notebook finds it by
+// name. A refused name or an unreachable registry is a set-up error (exit 1).
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -31,6 +37,7 @@
 
 #include <tern/gateway.hpp>
 #include <tern/manager.hpp>
+#include <tern/registry.hpp>
 
 #include "gateway_messages.hpp"
 
@@ -41,9 +48,10 @@ const char* kUsage =
     "                           [--quotes 10000] [--window 500] [--endpoint tcp://127.0.0.1:*]\n"
     "                           [--name market] [--timeout SECONDS]\n"
     "       market_data_gateway --serve [--endpoint tcp://127.0.0.1:*] [--name market]\n"
-    "                           [--timeout SECONDS]\n"
+    "                           [--timeout SECONDS] [--registry tcp://127.0.0.1:5555]\n"
     "  Streams Quotes to a remote research actor and counts the Signals it answers with.\n"
-    "  --serve: waits for Subscribe{quotes, window} and SnapshotRequest{symbol} instead.\n";
+    "  --serve: waits for Subscribe{quotes, window} and SnapshotRequest{symbol} instead.\n"
+    "  --registry: registers the market actor by --name there (a notebook looks it up).\n";
 
 using Clock = std::chrono::steady_clock;
 constexpr const char* kSymbols[4] = {"AAPL", "MSFT", "ES", "EURUSD"};
@@ -189,6 +197,7 @@ int main(int argc, char** argv) {
   cfg.bind = args.str("--endpoint", "tcp://127.0.0.1:*");
   const double timeout_s = std::stod(args.str("--timeout", "30"));
   const bool serve = args.flag("--serve");
+  const std::string registry = args.str("--registry", "");
   args.done();
 
   tern::wire::Registry reg;
@@ -197,6 +206,7 @@ int main(int argc, char** argv) {
   tern::Manager mgr;
   tern::Gateway* gw = nullptr;
   MarketData* md = nullptr;
+  std::unique_ptr<tern::RegistryClient> names;  // closed before mgr.end() destroys the gateway
   try {
     auto g = std::make_unique<tern::Gateway>(reg, cfg);
     gw = g.get();
@@ -206,6 +216,14 @@ int main(int argc, char** argv) {
     md = m.get();
     mgr.manage(name, std::move(m));
     mgr.init();
+    if (!registry.empty()) {
+      tern::RegistryConfig rc;
+      rc.endpoint = registry;
+      rc.actors = {name};
+      names = std::make_unique<tern::RegistryClient>(*gw, rc);
+      std::printf("market: registered '%s' at %s with registry %s\n", name.c_str(),
+                  names->actor_endpoint().c_str(), registry.c_str());
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "market: %s\n", e.what());
     return 1;
@@ -223,6 +241,7 @@ int main(int argc, char** argv) {
   const bool done = md->finished();
   md->release();
   watchdog.join();
+  if (names) names->close();  // unregister while the gateway still exists
   mgr.end();
 
   const tern::GatewayStats s = gw->stats();

@@ -515,3 +515,17 @@ TEST_CASE("an lvalue send whose copy throws reaches the caller before any slot i
   CHECK(sink->got == std::vector<int>{2, 1});
   CHECK(sink->stats().handler_exceptions == 1);
 }
+
+TEST_CASE("a send to an actor no Manager has taken yet returns closed (it has no mailbox yet)") {
+  Echo e;  // constructed, never managed: its rings have no slots
+  CHECK(e.self().try_send(Ping{1}) == SendResult::closed);
+  CHECK(e.self().send(Ping{2}) == SendResult::closed);  // send() does not wait on it either
+  CHECK(e.self().try_send_priority(Ping{3}) == SendResult::closed);
+  CHECK(e.stats().refused_closed == 3);
+  // managed: the same actor's mailbox opens and takes messages (handled after init())
+  auto owned = std::make_unique<Echo>();
+  Echo& o = *owned;
+  Manager mgr;
+  mgr.manage("echo", std::move(owned));
+  CHECK(o.self().try_send(Ping{4}) == SendResult::ok);
+}

@@ -5,8 +5,11 @@
 
 #include <zmq.h>
 
+#include <stdlib.h>
+
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -14,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include <tern/curve.hpp>
 #include <tern/gateway.hpp>
 #include <tern/registry.hpp>
 
@@ -37,11 +41,14 @@ std::string field(const std::string& req, const std::string& key) {
 /// `silent` makes it swallow requests (the client must time out and recover).
 class FakeRegistry {
  public:
-  FakeRegistry() {
+  /// `curve_secret`: serve as a CURVE server with this secret key (no ZAP handler: any
+  /// client key is let in; the allow-list is the real server's job, tested with it).
+  explicit FakeRegistry(std::string curve_secret = {}) : curve_secret_(std::move(curve_secret)) {
     ctx_ = zmq_ctx_new();
     sock_ = zmq_socket(ctx_, ZMQ_REP);
     const int zero = 0;
     zmq_setsockopt(sock_, ZMQ_LINGER, &zero, sizeof zero);
+    make_curve_server();
     REQUIRE(zmq_bind(sock_, "tcp://127.0.0.1:*") == 0);
     char buf[128];
     std::size_t n = sizeof buf;
@@ -71,6 +78,7 @@ class FakeRegistry {
   std::mutex mu;
   std::vector<std::string> seen;
   std::map<std::string, std::pair<std::string, std::string>> names;  // name -> (endpoint, manager)
+  std::map<std::string, std::string> keys;                           // name -> actor_server_key
   std::function<std::string(const std::string&)> override_reply;     // "" = not overridden
   void set_override(std::function<std::string(const std::string&)> f) {
     std::lock_guard lk(mu);
@@ -115,7 +123,14 @@ class FakeRegistry {
     sock_ = zmq_socket(ctx_, ZMQ_REP);
     const int zero = 0;
     zmq_setsockopt(sock_, ZMQ_LINGER, &zero, sizeof zero);
+    make_curve_server();
     for (int i = 0; i < 200 && zmq_bind(sock_, endpoint.c_str()) != 0; ++i) std::this_thread::sleep_for(5ms);
+  }
+  void make_curve_server() {
+    if (curve_secret_.empty()) return;
+    const int one = 1;
+    REQUIRE(zmq_setsockopt(sock_, ZMQ_CURVE_SERVER, &one, sizeof one) == 0);
+    REQUIRE(zmq_setsockopt(sock_, ZMQ_CURVE_SECRETKEY, curve_secret_.c_str(), 40) == 0);
   }
   std::string answer(const std::string& req) {
     const std::string type = field(req, "message_type");
@@ -126,6 +141,7 @@ class FakeRegistry {
         return R"({"message_type": "RegistrationFailed", "actor_name": ")" + name +
                R"(", "reason": "Name already registered", "owner": ")" + it->second.second + "\"}";
       names[name] = {field(req, "actor_endpoint"), field(req, "manager_id")};
+      if (const std::string k = field(req, "actor_server_key"); !k.empty()) keys[name] = k;
       return R"({"message_type": "RegistrationOk", "actor_name": ")" + name + "\"}";
     }
     if (type == "UnregisterActor") {
@@ -137,8 +153,10 @@ class FakeRegistry {
       if (it == names.end())
         return R"({"message_type": "LookupResult", "actor_name": ")" + name +
                R"(", "endpoint": null, "online": false})";
+      const auto k = keys.find(name);
       return R"({"message_type": "LookupResult", "actor_name": ")" + name + R"(", "endpoint": ")" +
-             it->second.first + R"(", "online": )" + (online ? "true" : "false") + "}";
+             it->second.first + R"(", "online": )" + (online ? "true" : "false") +
+             (k == keys.end() ? std::string() : R"(, "server_key": ")" + k->second + "\"") + "}";
     }
     if (type == "Heartbeat") return R"({"message_type": "HeartbeatAck"})";
     if (type == "ListActors") {
@@ -155,6 +173,7 @@ class FakeRegistry {
     return R"({"error": "Unknown message type: )" + type + "\"}";
   }
 
+  std::string curve_secret_;
   void* ctx_;
   void* sock_;
   std::atomic<bool> stop_{false};
@@ -164,6 +183,36 @@ class FakeRegistry {
 struct GatewayUnderTest {
   wire::Registry reg;
   Gateway gw{reg, GatewayConfig{.bind = "tcp://127.0.0.1:*"}};
+};
+
+/// A fresh directory under TMPDIR, removed with everything in it.
+struct TempDir {
+  TempDir() {
+    std::string t = (std::filesystem::temp_directory_path() / "tern-registry-XXXXXX").string();
+    REQUIRE(::mkdtemp(t.data()) != nullptr);
+    path = t;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+/// A gateway running CURVE with key pair "gw" (allow-list: key pair "peer").
+struct CurveGateway {
+  TempDir d;
+  CurveKeyPair me = create_curve_key_pair(d.path, "gw");
+  CurveKeyPair peer = create_curve_key_pair(d.path, "peer");
+  CurveKeyPair registry = create_curve_key_pair(d.path, "registry");
+  wire::Registry reg;
+  std::unique_ptr<Gateway> gw = make();
+  std::unique_ptr<Gateway> make() {
+    GatewayConfig c{.bind = "tcp://127.0.0.1:*"};
+    c.curve.key_file = d.path + "/gw.key_secret";
+    c.curve.allow_keys = {peer.public_key};
+    return std::make_unique<Gateway>(reg, c);
+  }
 };
 
 RegistryConfig config(const FakeRegistry& fake) {
@@ -353,4 +402,90 @@ TEST_CASE("set-up errors name the value") {
   c.endpoint = "bogus://x";
   c.actors = {"a"};
   CHECK_THROWS_AS(RegistryClient(g.gw, c), std::invalid_argument);
+}
+
+TEST_CASE("over CURVE the client uses the gateway's own key pair, registers its public key, and looks up refs with the registered key") {
+  CurveGateway g;
+  FakeRegistry fake(g.registry.secret_key);
+  RegistryConfig c = config(fake);
+  c.server_key = g.registry.public_key;
+  c.actors = {"svc"};
+  RegistryClient client(*g.gw, c);
+  CHECK(client.secure());
+  {
+    std::lock_guard lk(fake.mu);
+    REQUIRE(fake.names.count("svc") == 1);
+    CHECK(fake.keys["svc"] == std::string(g.gw->public_key()));  // actor_server_key sent
+    fake.names["peer"] = {"tcp://127.0.0.1:5999", "other"};
+    fake.keys["peer"] = g.peer.public_key;
+    fake.names["keyless"] = {"tcp://127.0.0.1:5998", "family"};
+  }
+  const auto r = client.resolve("peer");
+  REQUIRE(r.has_value());
+  CHECK(r->server_key == g.peer.public_key);
+  const ActorRef ref = client.lookup("peer");  // the three-argument remote(), no throw
+  CHECK(static_cast<bool>(ref));
+  CHECK_THROWS_WITH_AS(client.lookup("keyless"), doctest::Contains("'keyless' at tcp://127.0.0.1:5998 was registered without a CURVE key"),
+                       RegistryError);
+  const auto rows = client.list();
+  CHECK(rows.size() == 3);
+  client.close();
+  CHECK(fake.count("UnregisterActor") == 1);
+}
+
+TEST_CASE("a CURVE gateway with a plain registry registers its key but does not trust keys looked up there") {
+  CurveGateway g;
+  FakeRegistry fake;
+  RegistryConfig c = config(fake);
+  c.actors = {"svc"};
+  RegistryClient client(*g.gw, c);
+  CHECK_FALSE(client.secure());
+  {
+    std::lock_guard lk(fake.mu);
+    CHECK(fake.keys["svc"] == std::string(g.gw->public_key()));
+    fake.names["peer"] = {"tcp://127.0.0.1:5999", "other"};
+    fake.keys["peer"] = g.peer.public_key;
+  }
+  CHECK(client.resolve("peer")->server_key.empty());
+  CHECK_THROWS_WITH_AS(client.lookup("peer"), doctest::Contains("plain registry (not trusted for keys)"), RegistryError);
+  // the way out: the caller's own key
+  CHECK(static_cast<bool>(g.gw->remote("peer", client.resolve("peer")->endpoint, g.peer.public_key)));
+}
+
+TEST_CASE("a plain gateway sends no key and a plain client gets nothing from a CURVE registry") {
+  CurveGateway keys;
+  FakeRegistry fake(keys.registry.secret_key);
+  GatewayUnderTest g;
+  RegistryConfig c = config(fake);
+  c.timeout_ms = 200;
+  c.actors = {"svc"};
+  CHECK_THROWS_WITH_AS(RegistryClient(g.gw, c), doctest::Contains("did not answer RegisterActor within 200 ms"),
+                       RegistryError);
+  CHECK(fake.count("RegisterActor") == 0);
+  // with a key pair of its own (key_file) a plain gateway may use a CURVE registry
+  c.server_key = keys.registry.public_key;
+  c.key_file = keys.d.path + "/peer.key_secret";
+  c.timeout_ms = 2000;
+  RegistryClient client(g.gw, c);
+  CHECK(client.secure());
+  std::lock_guard lk(fake.mu);
+  CHECK(fake.names.count("svc") == 1);
+  CHECK(fake.keys.count("svc") == 0);
+}
+
+TEST_CASE("CURVE set-up errors name the value") {
+  CurveGateway keys;
+  GatewayUnderTest g;
+  RegistryConfig c;
+  c.endpoint = "tcp://127.0.0.1:1";
+  c.server_key = "short";
+  CHECK_THROWS_WITH_AS(RegistryClient(g.gw, c), doctest::Contains("server_key 'short' is not a CURVE public key"),
+                       std::invalid_argument);
+  c.server_key = keys.registry.public_key;
+  CHECK_THROWS_WITH_AS(RegistryClient(g.gw, c), doctest::Contains("no key pair of ours"), std::invalid_argument);
+  c.key_file = keys.d.path + "/missing.key_secret";
+  CHECK_THROWS_WITH_AS(RegistryClient(g.gw, c), doctest::Contains("missing.key_secret"), std::runtime_error);
+  c.server_key.clear();
+  CHECK_THROWS_WITH_AS(RegistryClient(g.gw, c), doctest::Contains("server_key (the registry's public key) is empty"),
+                       std::invalid_argument);
 }

@@ -237,3 +237,72 @@ TEST_CASE("an actor subscribes to two topics; a stopped backpressure subscriber 
   CHECK(ok == 100);
   CHECK(t1.subscription_stats()[0].closed);
 }
+
+// ---- TopicExport (tern/topic_export.hpp): credit-paced conflation for a subscriber that
+// talks by messages (remote through the gateway in tests/integration/test_remote_topic.py;
+// here a local actor, so ASan and TSan see it too) --------------------------------------
+
+#include <tern/topic_export.hpp>
+
+namespace {
+class CreditSub : public Actor {
+ public:
+  explicit CreditSub(ActorRef exporter) : exporter_(exporter) {
+    handle<&CreditSub::on_start>();
+    handle<&CreditSub::on_tick>();
+  }
+  void on_start(const Start&) { (void)exporter_.send(TopicSubscribe{2}); }
+  void on_tick(const Tick& t) {
+    if (t.sym < latest.size()) {
+      if (t.seq <= latest[t.sym].load()) stale.fetch_add(1);
+      latest[t.sym].store(t.seq);
+    }
+    count.fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    (void)exporter_.send(TopicCredit{1});
+  }
+  std::vector<std::atomic<std::uint64_t>> latest = std::vector<std::atomic<std::uint64_t>>(4);
+  std::atomic<std::uint64_t> count{0}, stale{0};
+
+ private:
+  ActorRef exporter_;
+};
+}  // namespace
+
+TEST_CASE("TopicExport: a credit-paced subscriber gets the latest per key, and every value is accounted for") {
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 64, .max_keys = 4}, &tick_key);
+  Manager mgr;
+  auto ex = std::make_unique<TopicExport<Tick>>(topic);
+  TopicExport<Tick>& exporter = *ex;
+  const ActorRef ex_ref = mgr.manage("ticks", std::move(ex));
+  auto sub = std::make_unique<CreditSub>(ex_ref);
+  CreditSub& s = *sub;
+  mgr.manage("sub", std::move(sub));
+  mgr.init();
+  CHECK(wait_until([&] { return exporter.subscribers() == 1; }));
+  const std::uint64_t n = scaled(20000);
+  std::vector<std::uint64_t> last(4, 0);
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    const auto k = static_cast<std::uint32_t>(i % 4);
+    topic.publish(Tick{k, i, 0});
+    last[k] = i;
+  }
+  CHECK(wait_until([&] {
+    for (std::uint32_t k = 0; k < 4; ++k)
+      if (s.latest[k].load() != last[k]) return false;
+    return true;
+  }));
+  mgr.end();
+  CHECK(s.stale.load() == 0);
+  const auto st = exporter.subscriber_stats();
+  REQUIRE(st.size() == 1);
+  CHECK(st[0].sent == s.count.load());
+  CHECK(s.count.load() < n);
+  const std::uint64_t topic_conflated = topic.subscription_stats()[0].conflated;
+  CHECK(st[0].sent + st[0].conflated + topic_conflated == n);
+}
+
+TEST_CASE("TopicExport needs a keyed topic") {
+  Topic<Tick> plain("plain");
+  CHECK_THROWS_WITH_AS(TopicExport<Tick>{plain}, doctest::Contains("needs max_keys"), std::logic_error);
+}

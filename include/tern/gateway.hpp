@@ -206,6 +206,8 @@ class Gateway final : public Actor {
   std::string_view endpoint() const noexcept;
   /// Our CURVE public key (Z85), what peers pass to remote(); empty when CURVE is off.
   std::string_view public_key() const noexcept;
+  /// The CURVE settings in use (GatewayConfig::curve: file names, no key). Any thread.
+  const CurveConfig& curve_config() const noexcept;
   /// The endpoint actually bound, port resolved, e.g. "tcp://0.0.0.0:5002".
   std::string_view bound_endpoint() const noexcept;
   /// The registry copy in use.

@@ -20,7 +20,9 @@ namespace tern {
 
 using MessageId = std::uint32_t;
 
-/// Ids at or above this are reserved for tern's built-in messages.
+/// Ids at or above this are reserved for tern's built-in messages: +1..+3 Start, Shutdown,
+/// Timeout (below), +4 TopicWake (topic.hpp), +0x10 wire::Reject (wire.hpp), +0x20..+0x22
+/// TopicSubscribe, TopicCredit, TopicUnsubscribe (topic_export.hpp).
 inline constexpr MessageId kFirstReservedId = 0xFFFFFF00u;
 
 template <class T>

@@ -8,7 +8,11 @@
 //   research.send(Quote{...});
 //
 // The protocol is the family's (REQ/REP, flat JSON); any registry that speaks it works,
-// tern's own (scripts/registry) or the family's. No call here is on a hot path: every
+// tern's own (scripts/registry) or the family's. With RegistryConfig::server_key the
+// connection is CURVE (tern's registry run with --key-file), using the gateway's own key pair
+// when it runs CURVE; a CURVE gateway registers its public key with each name (extension
+// field actor_server_key), so lookup() through a CURVE registry gives a ref that works under
+// CURVE. No call here is on a hot path: every
 // request is a blocking round trip bounded by RegistryConfig::timeout_ms. ZeroMQ stays in
 // lib/gateway/registry_client.cpp.
 #pragma once
@@ -46,6 +50,14 @@ struct RegistryConfig {
   std::uint32_t max_cached = 1024;
   /// Replies larger than this are refused by libzmq (ZMQ_MAXMSGSIZE): a RegistryError.
   std::size_t max_reply_bytes = 4u << 20;
+  /// The registry's CURVE public key (Z85, 40 characters; e.g.
+  /// load_curve_public_key("registry.key")). Empty (the default): plain TCP. Set: the
+  /// connection is CURVE, with our key pair from `key_file`, or the gateway's own
+  /// (GatewayConfig::curve) when `key_file` is empty.
+  std::string server_key;
+  /// Our key pair for the registry (NAME.key_secret); only with `server_key`. Empty: the
+  /// gateway's.
+  std::string key_file;
 };
 
 /// A registry request failed: an error reply, a refusal, or no reply within timeout_ms.
@@ -94,6 +106,9 @@ class Offline : public RegistryError {
 struct Resolution {
   std::string endpoint;
   bool online = false;
+  /// The CURVE public key the actor's process registered (extension), from a CURVE registry
+  /// only (a plain registry is not trusted for keys); empty otherwise.
+  std::string server_key;
 };
 
 /// One row of list() (ListActors, a tern extension).
@@ -102,6 +117,7 @@ struct RegisteredActor {
   std::string endpoint;
   std::string manager_id;
   bool online = false;
+  std::string server_key;  ///< as in Resolution: from a CURVE registry only
 };
 
 /// Counters; any thread.
@@ -121,7 +137,8 @@ class RegistryClient {
  public:
   /// Connects, registers config.actors (throws NameTaken / RegistryError, after
   /// unregistering those already done), then starts the heartbeat thread. Throws
-  /// std::invalid_argument naming a bad endpoint or value.
+  /// std::invalid_argument naming a bad endpoint or value (a bad server_key, server_key with
+  /// no key pair, key_file without server_key), std::runtime_error naming a bad key file.
   RegistryClient(Gateway& gateway, RegistryConfig config = {});
   /// close().
   ~RegistryClient();
@@ -137,8 +154,11 @@ class RegistryClient {
   std::optional<Resolution> resolve(std::string_view name);
   /// A ref to actor `name` via Gateway::remote(), from the cache when resolved within
   /// lookup_cache_ms, else asked again; so calling lookup() before sending follows a peer
-  /// that moved (a new endpoint gives a new ref). Throws NotFound, Offline (unless
-  /// `allow_offline`), RegistryError, or what Gateway::remote() throws.
+  /// that moved (a new endpoint gives a new ref). With CURVE on the gateway the ref uses the
+  /// key the actor registered, which only a CURVE registry (server_key set) gives: otherwise
+  /// RegistryError (use resolve() and the three-argument Gateway::remote() with the key).
+  /// Throws NotFound, Offline (unless `allow_offline`), RegistryError, or what
+  /// Gateway::remote() throws.
   ActorRef lookup(std::string_view name, bool allow_offline = false);
   /// Everything the registry holds (ListActors: a tern extension; a family registry
   /// answers with an error, thrown as RegistryError).
@@ -151,6 +171,8 @@ class RegistryClient {
   const std::string& manager_id() const noexcept;
   /// The endpoint we register our actors at (the gateway's).
   const std::string& actor_endpoint() const noexcept;
+  /// True when the connection to the registry is CURVE (server_key set).
+  bool secure() const noexcept;
   RegistryClientStats stats() const noexcept;
 
   struct Impl;  // lib/gateway/registry_client.cpp

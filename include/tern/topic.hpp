@@ -27,7 +27,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -142,6 +141,9 @@ class Topic {
 
   std::string_view name() const noexcept { return name_; }
   std::uint32_t capacity() const noexcept { return cap_; }
+  /// Conflation keys (TopicConfig::max_keys; 0: none) and the key of a value.
+  std::uint32_t max_keys() const noexcept { return cfg_.max_keys; }
+  std::uint32_t key_of(const T& v) const noexcept { return key_ ? key_(v) : 0; }
 
   /// Subscribes `who` with handler `Fn` (`void C::f(const T&)`). Set-up only: before the
   /// first publish and before the Manager starts `who`. Throws std::logic_error after a
@@ -170,7 +172,9 @@ class Topic {
   }
 
   /// Publisher's thread (one thread). ok, or full while a backpressure subscriber is a
-  /// whole ring behind (nothing written).
+  /// whole ring behind (nothing written). Publish once the subscribers are managed (before
+  /// or after Manager::init()): a wake-up refused as closed — an actor that stopped, or one
+  /// no Manager has taken yet — closes that subscription for good.
   SendResult try_publish(const T& v) noexcept {
     const std::uint64_t p = head_;
     if (has_backpressure_ && p >= cap_ && !room_for(p)) {

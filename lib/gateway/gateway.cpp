@@ -1191,29 +1191,33 @@ struct Gateway::Impl {
   /// mailbox's eventfd, and peers waiting to drain a backlog.
   void wait() {
     const long timeout = std::min<long>(poll_timeout_ms(), INT_MAX);
-    if (backlogged.empty() && (pull_drained || stash)) [[likely]] {
+    bool woken = false;
+    if (backlogged.empty() && pull_drained && !stash) [[likely]] {
       // why not zmq_poll: it asks every socket for ZMQ_EVENTS before and after, and polls
       // once with no timeout first: five more system calls per wake-up, about a tenth of a
       // loopback round trip. ZMQ_FD is edge-like: it is armed once a receive has returned
       // EAGAIN (pull_drained), so plain poll() on it misses nothing.
       pollfd fds[2] = {{wake_fd, POLLIN, 0}, {pull_fd, POLLIN, 0}};
-      const int rc = ::poll(fds, stash ? 1 : 2, static_cast<int>(timeout));
-      if (rc > 0 && (fds[0].revents & POLLIN)) {
-        eventfd_t v;
-        (void)eventfd_read(wake_fd, &v);
-      }
-      return;
+      woken = ::poll(fds, 2, static_cast<int>(timeout)) > 0 && (fds[0].revents & POLLIN);
+    } else {
+      woken = zmq_wait(timeout);
     }
+    if (woken) {
+      eventfd_t v;
+      (void)eventfd_read(wake_fd, &v);  // reset; EAGAIN if another wake already read it
+    }
+  }
+
+  /// wait() with zmq_poll: also peers' POLLOUT while they hold a backlog. True when the
+  /// eventfd was written.
+  bool zmq_wait(long timeout) {
     poll_items.clear();
     poll_items.push_back(zmq_pollitem_t{nullptr, wake_fd, ZMQ_POLLIN, 0});
     if (!stash) poll_items.push_back(zmq_pollitem_t{pull, 0, ZMQ_POLLIN, 0});
     for (std::uint32_t i : backlogged)
       poll_items.push_back(zmq_pollitem_t{peers[i].sock, 0, ZMQ_POLLOUT, 0});
     const int rc = zmq_poll(poll_items.data(), static_cast<int>(poll_items.size()), timeout);
-    if (rc > 0 && (poll_items[0].revents & ZMQ_POLLIN)) {
-      eventfd_t v;
-      (void)eventfd_read(wake_fd, &v);  // reset; EAGAIN if another wake already read it
-    }
+    return rc > 0 && (poll_items[0].revents & ZMQ_POLLIN);
   }
 
   /// Once per turn: the clock and idle peers.
@@ -1289,6 +1293,7 @@ void Gateway::expose(std::string_view name, ActorRef target) {
 
 std::string_view Gateway::endpoint() const noexcept { return impl_->advertised; }
 std::string_view Gateway::public_key() const noexcept { return impl_->curve.public_key(); }
+const CurveConfig& Gateway::curve_config() const noexcept { return impl_->cfg.curve; }
 std::string_view Gateway::bound_endpoint() const noexcept { return impl_->bound; }
 const wire::Registry& Gateway::registry() const noexcept { return impl_->reg; }
 

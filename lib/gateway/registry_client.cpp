@@ -19,6 +19,7 @@
 #include <simdjson.h>
 #include <zmq.h>
 
+#include <tern/curve.hpp>
 #include <tern/gateway.hpp>
 
 #include "json_writer.hpp"
@@ -44,10 +45,12 @@ std::string json_str(std::string_view s) {
   return out;
 }
 
-/// One REQ connection. Not thread-safe: one owner at a time.
+/// One REQ connection. Not thread-safe: one owner at a time. `keys`: our CURVE key pair
+/// when cfg.server_key is set (owned by the caller, outlives the socket), else null.
 class ReqSocket {
  public:
-  ReqSocket(void* ctx, const RegistryConfig& cfg) : ctx_(ctx), cfg_(cfg) {}
+  ReqSocket(void* ctx, const RegistryConfig& cfg, const CurveKeyPair* keys)
+      : ctx_(ctx), cfg_(cfg), keys_(keys) {}
   ~ReqSocket() { reset(); }
   ReqSocket(const ReqSocket&) = delete;
   ReqSocket& operator=(const ReqSocket&) = delete;
@@ -97,6 +100,14 @@ class ReqSocket {
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &cfg_.timeout_ms, sizeof cfg_.timeout_ms);
     zmq_setsockopt(s, ZMQ_SNDTIMEO, &cfg_.timeout_ms, sizeof cfg_.timeout_ms);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if (keys_ != nullptr &&  // CURVE client of the registry (keys checked at construction)
+        (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, cfg_.server_key.c_str(), 40) != 0 ||
+         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, keys_->public_key.c_str(), 40) != 0 ||
+         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, keys_->secret_key.c_str(), 40) != 0)) {
+      const int e = zmq_errno();
+      zmq_close(s);
+      throw RegistryError(std::string("tern: registry: cannot make a CURVE client: ") + zmq_strerror(e));
+    }
     if (zmq_connect(s, cfg_.endpoint.c_str()) != 0) {
       const int e = zmq_errno();
       zmq_close(s);
@@ -119,6 +130,7 @@ class ReqSocket {
 
   void* ctx_;
   const RegistryConfig& cfg_;
+  const CurveKeyPair* keys_;
   void* sock_ = nullptr;
   std::string reply_;
   simdjson::dom::parser parser_;
@@ -139,10 +151,14 @@ void expect(simdjson::dom::object obj, std::string_view type, const ReqSocket& s
 
 // ---- the requests --------------------------------------------------------------------------
 
+/// `server_key`: our CURVE public key, sent as the extension field actor_server_key (empty:
+/// not sent, the family's request exactly).
 void do_register(ReqSocket& s, const std::string& manager_id, std::string_view name,
-                 const std::string& endpoint) {
-  const std::string req = "{\"message_type\":\"RegisterActor\",\"manager_id\":" + json_str(manager_id) +
-                          ",\"actor_name\":" + json_str(name) + ",\"actor_endpoint\":" + json_str(endpoint) + "}";
+                 const std::string& endpoint, std::string_view server_key) {
+  std::string req = "{\"message_type\":\"RegisterActor\",\"manager_id\":" + json_str(manager_id) +
+                    ",\"actor_name\":" + json_str(name) + ",\"actor_endpoint\":" + json_str(endpoint);
+  if (!server_key.empty()) req += ",\"actor_server_key\":" + json_str(server_key);
+  req += "}";
   auto obj = s.request(req, "RegisterActor");
   if (str_field(obj, "message_type") == "RegistrationFailed") {
     const std::string reason(str_field(obj, "reason"));
@@ -169,7 +185,8 @@ void do_unregister(ReqSocket& s, const std::string& manager_id, std::string_view
   expect(obj, "RegistrationOk", s);
 }
 
-std::optional<Resolution> do_lookup(ReqSocket& s, std::string_view name) {
+/// `keys`: take the registered server_key (a CURVE registry), else ignore it.
+std::optional<Resolution> do_lookup(ReqSocket& s, std::string_view name, bool keys) {
   auto obj = s.request("{\"message_type\":\"LookupActor\",\"actor_name\":" + json_str(name) + "}",
                        "LookupActor");
   expect(obj, "LookupResult", s);
@@ -181,7 +198,14 @@ std::optional<Resolution> do_lookup(ReqSocket& s, std::string_view name) {
                         "' has a non-string endpoint");
   bool online = false;
   if (obj["online"].get_bool().get(online) != simdjson::SUCCESS) online = false;
-  return Resolution{std::string(e), online};
+  std::string key;
+  if (keys) {
+    key = str_field(obj, "server_key");
+    if (!key.empty() && !valid_curve_key(key))
+      throw RegistryError("tern: registry " + s.endpoint() + ": LookupResult for '" + std::string(name) +
+                          "' has a server_key that is not a CURVE key");
+  }
+  return Resolution{std::string(e), online, std::move(key)};
 }
 
 void do_heartbeat(ReqSocket& s, const std::string& manager_id) {
@@ -199,6 +223,9 @@ struct RegistryClient::Impl {
   Gateway& gateway;
   RegistryConfig cfg;
   std::string actor_endpoint;
+  std::string own_key;     ///< the gateway's CURVE public key, registered with each name
+  CurveKeyPair keys;       ///< ours at the registry (CURVE: cfg.server_key set)
+  bool secure = false;
   void* ctx = nullptr;
   std::unique_ptr<ReqSocket> calls;  ///< callers, under calls_mu
   std::unique_ptr<ReqSocket> beats;  ///< the heartbeat thread only
@@ -259,12 +286,12 @@ struct RegistryClient::Impl {
     // what is missing registered again.
     if (names.empty()) return;
     turn = (turn + 1) % names.size();
-    if (do_lookup(*beats, names[turn])) return;
+    if (do_lookup(*beats, names[turn], false)) return;
     for (const auto& n : names) {
       if (stop_requested()) return;
-      if (do_lookup(*beats, n)) continue;
+      if (do_lookup(*beats, n, false)) continue;
       try {
-        do_register(*beats, cfg.manager_id, n, actor_endpoint);
+        do_register(*beats, cfg.manager_id, n, actor_endpoint, own_key);
         reregistered.fetch_add(1, std::memory_order_relaxed);
       } catch (const NameTaken& e) {
         errors.fetch_add(1, std::memory_order_relaxed);
@@ -306,10 +333,29 @@ RegistryClient::RegistryClient(Gateway& gateway, RegistryConfig config)
   if (m.cfg.max_cached == 0) throw std::invalid_argument("tern: registry: max_cached must be > 0");
   if (m.cfg.manager_id.empty()) m.cfg.manager_id = make_manager_id();
   m.actor_endpoint = std::string(gateway.endpoint());
+  m.own_key = std::string(gateway.public_key());
+  if (!m.cfg.key_file.empty() && m.cfg.server_key.empty())
+    throw std::invalid_argument("tern: registry: key_file '" + m.cfg.key_file +
+                                "' is set but server_key (the registry's public key) is empty");
+  if (!m.cfg.server_key.empty()) {
+    if (!valid_curve_key(m.cfg.server_key))
+      throw std::invalid_argument("tern: registry: server_key '" + m.cfg.server_key +
+                                  "' is not a CURVE public key (40 characters of Z85)");
+    if (!curve_available())
+      throw std::runtime_error("tern: registry: this libzmq was built without CURVE (zmq_has(\"curve\"))");
+    const std::string& file = m.cfg.key_file.empty() ? gateway.curve_config().key_file : m.cfg.key_file;
+    if (file.empty())
+      throw std::invalid_argument("tern: registry: server_key is set but there is no key pair of "
+                                  "ours: set key_file or run the gateway with CURVE "
+                                  "(GatewayConfig::curve)");
+    m.keys = load_curve_key_pair(file);  // throws std::runtime_error naming the file
+    m.secure = true;
+  }
   m.ctx = zmq_ctx_new();
   if (m.ctx == nullptr) throw RegistryError("tern: registry: zmq_ctx_new failed");
-  m.calls = std::make_unique<ReqSocket>(m.ctx, m.cfg);
-  m.beats = std::make_unique<ReqSocket>(m.ctx, m.cfg);
+  const CurveKeyPair* keys = m.secure ? &m.keys : nullptr;
+  m.calls = std::make_unique<ReqSocket>(m.ctx, m.cfg, keys);
+  m.beats = std::make_unique<ReqSocket>(m.ctx, m.cfg, keys);
   try {
     for (const auto& n : m.cfg.actors) register_actor(n);
   } catch (...) {
@@ -327,7 +373,7 @@ void RegistryClient::register_actor(std::string_view name) {
   {
     std::lock_guard lk(m.calls_mu);
     if (m.closed) throw RegistryError("tern: registry: client is closed");
-    do_register(*m.calls, m.cfg.manager_id, name, m.actor_endpoint);
+    do_register(*m.calls, m.cfg.manager_id, name, m.actor_endpoint, m.own_key);
   }
   std::lock_guard lk(m.names_mu);
   if (std::find(m.mine.begin(), m.mine.end(), name) == m.mine.end()) m.mine.emplace_back(name);
@@ -352,7 +398,7 @@ std::optional<Resolution> RegistryClient::resolve(std::string_view name) {
     std::lock_guard lk(m.calls_mu);
     if (m.closed) throw RegistryError("tern: registry: client is closed");
     m.lookups.fetch_add(1, std::memory_order_relaxed);
-    r = do_lookup(*m.calls, name);
+    r = do_lookup(*m.calls, name, m.secure);
   }
   if (r) {
     m.remember(name, *r);
@@ -377,7 +423,14 @@ ActorRef RegistryClient::lookup(std::string_view name, bool allow_offline) {
   if (!r) r = resolve(name);
   if (!r) throw NotFound(std::string(name));
   if (!r->online && !allow_offline) throw Offline(std::string(name), r->endpoint);
-  return m.gateway.remote(name, r->endpoint);
+  if (m.own_key.empty()) return m.gateway.remote(name, r->endpoint);
+  if (r->server_key.empty())
+    throw RegistryError("tern: registry: the gateway runs CURVE but actor '" + std::string(name) + "' at " +
+                        r->endpoint +
+                        (m.secure ? std::string(" was registered without a CURVE key")
+                                  : std::string(" was looked up in a plain registry (not trusted for keys)")) +
+                        ": use resolve() and Gateway::remote(name, endpoint, server_key)");
+  return m.gateway.remote(name, r->endpoint, r->server_key);
 }
 
 std::vector<RegisteredActor> RegistryClient::list() {
@@ -404,6 +457,7 @@ std::vector<RegisteredActor> RegistryClient::list() {
     row.name = str_field(a, "actor_name");
     row.endpoint = str_field(a, "endpoint");
     row.manager_id = str_field(a, "manager_id");
+    if (m.secure) row.server_key = str_field(a, "server_key");
     bool online = false;
     row.online = a["online"].get_bool().get(online) == simdjson::SUCCESS && online;
     out.push_back(std::move(row));
@@ -444,6 +498,7 @@ void RegistryClient::close() noexcept {
 
 const std::string& RegistryClient::manager_id() const noexcept { return impl_->cfg.manager_id; }
 const std::string& RegistryClient::actor_endpoint() const noexcept { return impl_->actor_endpoint; }
+bool RegistryClient::secure() const noexcept { return impl_->secure; }
 
 RegistryClientStats RegistryClient::stats() const noexcept {
   const Impl& m = *impl_;

@@ -3,20 +3,23 @@
 C++ market-data actor, subscribe to its quotes, ask it for a snapshot, turn what came back
 into a pandas DataFrame and plot it (matplotlib, saved as a PNG).
 
-    build/examples/market_data_gateway --serve --endpoint tcp://127.0.0.1:5010 &
+    scripts/registry --endpoint tcp://127.0.0.1:5555 &
+    build/examples/market_data_gateway --serve --registry tcp://127.0.0.1:5555 &
     PYTHONPATH=python /usr/bin/python3 python/examples/research_notebook.py \\
-        --endpoint tcp://127.0.0.1:5010 --quotes 2000 --png /tmp/quotes.png
+        --registry tcp://127.0.0.1:5555 --quotes 2000 --png /tmp/quotes.png
 
-``--endpoint`` is where the C++ process (examples/market_data_gateway.cpp, run with
-``--serve``) listens, and ``--name`` its actor's name. Today the endpoint must be known;
-a registry lookup of the actor by name can replace it once tern has a registry client
-(issue 12), so that the cell becomes ``market = <lookup "market">``.
+``--registry`` is the name service (scripts/registry, docs/registry.md) where the C++
+process (examples/market_data_gateway.cpp, run with ``--serve --registry``) registered its
+actor as ``--name`` (default ``market``): the notebook finds it by that name alone and
+prints ``notebook: found 'market' at ENDPOINT via registry REGISTRY``. Without a registry,
+``--endpoint`` names where the C++ process listens (``--serve --endpoint ...``).
 
 Each "cell" below is a block a researcher would run on its own; re-running the first one
 just works (a new Manager on the same endpoint ends the old one). Needs pandas (Debian
 python3-pandas) and matplotlib (python3-matplotlib). Prints what it did; exit status 0 on
-success, 2 if the quotes or the snapshot did not arrive within --timeout, 3 if the
-snapshot disagrees with the quotes received.
+success, 1 if the registry refused or does not know the name (or did not answer), 2 if the
+quotes or the snapshot did not arrive within --timeout, 3 if the snapshot disagrees with
+the quotes received.
 """
 
 import argparse
@@ -83,9 +86,17 @@ class Recorder(Actor):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--endpoint", required=True,
-                    help="where the C++ market actor listens, e.g. tcp://127.0.0.1:5010")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--registry",
+                       help="the registry to find the market actor in by --name, e.g. "
+                            "tcp://127.0.0.1:5555")
+    where.add_argument("--endpoint",
+                       help="without a registry: where the C++ market actor listens, e.g. "
+                            "tcp://127.0.0.1:5010")
     ap.add_argument("--name", default="market", help="its actor name (default: market)")
+    ap.add_argument("--lookup-wait", type=float, default=10.0,
+                    help="with --registry: how long to keep asking for a name not registered "
+                         "yet (default 10 s)")
     ap.add_argument("--listen", default="tcp://127.0.0.1:0",
                     help="our endpoint for quotes and replies (default: a free loopback port)")
     ap.add_argument("--quotes", type=int, default=2000)
@@ -103,12 +114,35 @@ def main() -> int:
             listen = f"{listen[:-2]}:{s.getsockname()[1]}"
 
     # -- cell 1: a Manager with an endpoint of our own, and an actor that records ----------
-    mgr = Manager(listen)
+    mgr = Manager(listen, registry=args.registry)  # registry None: no name service
     recorder = Recorder(args.quotes)
     rec_ref = mgr.manage("notebook", recorder)
-    mgr.init()
+    try:
+        mgr.init()  # with a registry: registers "notebook" there too
+    except tern.RegistryError as exc:
+        print(f"notebook: {exc}", file=sys.stderr)
+        return 1
     with mgr:
-        market = mgr.remote(args.name, args.endpoint)   # a registry lookup can replace this
+        if args.registry:  # the market actor by name, wherever it runs
+            # It may still be starting: a name not (yet) registered is asked again for up to
+            # --lookup-wait seconds.
+            deadline = time.monotonic() + args.lookup_wait
+            while True:
+                try:
+                    market = mgr.lookup_remote(args.name)
+                    break
+                except (tern.NotFound, tern.Offline) as exc:
+                    if time.monotonic() >= deadline:
+                        print(f"notebook: {exc}", file=sys.stderr)
+                        return 1
+                    time.sleep(0.2)
+                except tern.RegistryError as exc:
+                    print(f"notebook: {exc}", file=sys.stderr)
+                    return 1
+            print(f"notebook: found {args.name!r} at {market.endpoint} via registry "
+                  f"{args.registry}", flush=True)
+        else:
+            market = mgr.remote(args.name, args.endpoint)
 
         # -- cell 2: subscribe; the quotes go to the recorder (the Subscribe's sender) -----
         t0 = time.monotonic()
@@ -119,7 +153,7 @@ def main() -> int:
             return 2
         elapsed = time.monotonic() - t0
         print(f"notebook: {len(recorder.quotes)} quotes from {args.name!r} at "
-              f"{args.endpoint} in {elapsed:.2f}s")
+              f"{market.endpoint} in {elapsed:.2f}s")
 
         # -- cell 3: ask for a snapshot (request/reply without writing an actor) -----------
         try:

@@ -13,6 +13,7 @@ from .messages import (FieldLimitError, PayloadError, Reject, Shutdown, Start, T
                        register_message, registered)
 from .registry import NameTaken, NotFound, Offline, RegistryError
 from .security import CurveConfig
+from .topic import TopicCredit, TopicFeed, TopicSubscribe, TopicUnsubscribe
 from .transport import EndReport, TransportConfig
 from .wire import connect_address
 
@@ -38,6 +39,10 @@ __all__ = [
     "Timeout",
     "Reject",
     "connect_address",
+    "TopicFeed",
+    "TopicSubscribe",
+    "TopicCredit",
+    "TopicUnsubscribe",
     "RegistryError",
     "NameTaken",
     "NotFound",

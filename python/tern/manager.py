@@ -122,6 +122,10 @@ class Manager:
     ``manager_id`` (default: unique per process), heartbeats every ``registry_heartbeat``
     seconds, and unregisters them at ``end()``; ``lookup_remote(name)`` and
     ``remote_actors()`` ask it. Each registry request waits at most ``registry_timeout``.
+    With ``curve=`` the Manager registers its public key with each name (extension
+    ``actor_server_key``); ``registry_server_key`` (the registry's public key, Z85) makes
+    the registry connection CURVE too, with the Manager's own key pair (so it needs
+    ``curve=``), and lets ``lookup_remote(name)`` take the peer's key from the registry.
 
     ``replace``: when ``init()`` finds another running Manager of this process bound to
     the same endpoint (a notebook cell run twice), True ends that one first (logged);
@@ -132,6 +136,7 @@ class Manager:
                  join_timeout: float = 10.0, raise_on_drop: bool = False, replace: bool = True,
                  registry: Optional[str] = None, manager_id: Optional[str] = None,
                  registry_timeout: float = 5.0, registry_heartbeat: float = 2.0,
+                 registry_server_key: Optional[str] = None,
                  **transport_options: Any) -> None:
         if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
             raise ValueError(f"invalid endpoint {endpoint!r}: expected e.g. 'tcp://127.0.0.1:5001'")
@@ -154,10 +159,19 @@ class Manager:
         self._transport = Transport(endpoint, self._route, self._stats,
                                     TransportConfig(**transport_options))
         self._registry: Optional[ManagerLink] = None
+        curve = self._transport.curve
+        if registry_server_key is not None and registry is None:
+            raise ValueError("registry_server_key given without registry=")
+        if registry_server_key is not None and curve is None:
+            raise ValueError("registry_server_key needs curve=tern.CurveConfig(...): the "
+                             "Manager's own key pair is its key at the registry")
         if registry is not None:
+            keys = (curve.public_key, curve.secret_key) if registry_server_key else None
             self._registry = ManagerLink(registry, manager_id, self.advertised_endpoint,
                                          timeout=registry_timeout,
-                                         heartbeat_s=registry_heartbeat)
+                                         heartbeat_s=registry_heartbeat,
+                                         server_key=registry_server_key, key_pair=keys,
+                                         own_key=curve.public_key if curve else None)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -347,20 +361,30 @@ class Manager:
     def lookup_remote(self, name: str, *, allow_offline: bool = False,
                       server_key: Optional[str] = None) -> RemoteActorRef:
         """Ask the registry for actor ``name`` (any language, any process). Returns a
-        RemoteActorRef whose endpoint is re-resolved every heartbeat period. The registry
-        carries no keys: with CURVE on, ``server_key`` (the peer's public key) is required,
-        as for ``remote()``, and checked before the registry is asked. Raises
+        RemoteActorRef whose endpoint is re-resolved every heartbeat period. With CURVE on,
+        the peer's public key is ``server_key`` when given, else the key the peer registered
+        (extension ``actor_server_key``), taken only from a CURVE registry
+        (``registry_server_key=``); a plain registry's keys are never used, so there
+        ``server_key`` is required, as for ``remote()``. Raises
         ``tern.NotFound`` (not registered), ``tern.Offline`` (its manager stopped
         heartbeating; ``allow_offline=True`` returns the ref anyway) or
         ``tern.RegistryError`` (no reply within ``registry_timeout``). Blocks for one
         round trip; any thread."""
         link = self._need_registry()
-        server_key = self._check_server_key(name, server_key)
-        return link.lookup(self, name, allow_offline, server_key)
+        want_key = server_key is None and self._transport.curve is not None and link.secure
+        if not want_key:
+            try:
+                server_key = self._check_server_key(name, server_key)
+            except ValueError as exc:
+                if server_key is None:  # CURVE on, plain registry
+                    raise ValueError(f"{exc}, or a CURVE registry (registry_server_key=) that "
+                                     f"gives the key registered with the name") from None
+                raise
+        return link.lookup(self, name, allow_offline, server_key, want_key)
 
     def remote_actors(self) -> list[dict]:
         """Everything the registry holds: ``[{"actor_name", "endpoint", "online",
-        "manager_id"}, ...]``. Uses ListActors, a tern extension: a family registry answers
+        "manager_id"}, ...]`` (plus ``server_key`` for names registered with one). Uses ListActors, a tern extension: a family registry answers
         it with an error (raised as RegistryError). Blocks for one round trip."""
         return self._need_registry().list()
 

@@ -2,7 +2,12 @@
 
 Protocol (docs/registry.md): ZeroMQ REQ -> REP, one flat UTF-8 JSON object per frame,
 ``message_type`` naming the request. ``RegisterActor``, ``UnregisterActor``,
-``LookupActor`` and ``Heartbeat`` are the family's; ``ListActors`` is a tern extension.
+``LookupActor`` and ``Heartbeat`` are the family's; ``ListActors``, ``RegistryStats`` and the
+``actor_server_key`` / ``server_key`` fields are tern extensions.
+
+CURVE (optional, off by default): the server's ROUTER socket becomes a CURVE server behind
+tern.security's ZAP handler (the same key files and allow-list rules as the gateway), and
+the clients connect with the registry's public key and a key pair of their own.
 
 The server (``RegistryServer``, run by ``scripts/registry``) is one thread with one ROUTER
 socket (it answers REQ clients exactly like a REP socket, and lets us remember which
@@ -28,6 +33,8 @@ from typing import Any, Optional
 
 import zmq
 
+from .security import Curve, CurveConfig, valid_key
+
 __all__ = [
     "ServerConfig",
     "RegistryServer",
@@ -38,6 +45,7 @@ __all__ = [
     "Offline",
     "make_manager_id",
     "ManagerLink",
+    "Resolution",
     "DEFAULT_ENDPOINT",
 ]
 
@@ -136,11 +144,13 @@ class _BadRequest(Exception):
 
 
 class _Entry:
-    __slots__ = ("endpoint", "manager_id")
+    __slots__ = ("endpoint", "manager_id", "server_key")
 
-    def __init__(self, endpoint: str, manager_id: str) -> None:
+    def __init__(self, endpoint: str, manager_id: str, server_key: Optional[str]) -> None:
         self.endpoint = endpoint
         self.manager_id = manager_id
+        #: the registrant's CURVE public key (extension ``actor_server_key``), or None
+        self.server_key = server_key
 
 
 class _Manager:
@@ -165,12 +175,18 @@ class RegistryServer:
     """The name service. ``handle()`` is the whole protocol (a pure function of the state
     and a clock, tested directly); ``serve()`` runs it on a ROUTER socket until ``stop()``.
 
+    ``curve=tern.CurveConfig(key_file, allow_dir, allow_keys)``: serve over CURVE only
+    clients whose public key is on the allow-list (tern.security's ZAP handler; refusals
+    counted as ``auth_denied``, handshakes that fail before authentication, e.g. a plain-TCP
+    client, as ``handshakes_failed``). Keys are read here: a bad file raises KeyFileError.
+
     Thread use: ``serve()`` on one thread; ``stop()``, ``snapshot()`` and ``stats()`` from
     any thread.
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT,
-                 config: Optional[ServerConfig] = None, clock=time.monotonic) -> None:
+                 config: Optional[ServerConfig] = None, clock=time.monotonic,
+                 curve: Optional[CurveConfig] = None) -> None:
         self.endpoint = endpoint
         self.cfg = config or ServerConfig()
         self._clock = clock
@@ -179,6 +195,11 @@ class RegistryServer:
         self._managers: dict[str, _Manager] = {}
         self._conns: "OrderedDict[bytes, str]" = OrderedDict()  # connection id -> manager id
         self._counters: dict[str, int] = {}
+        if curve is not None and not isinstance(curve, CurveConfig):
+            raise TypeError(f"curve must be a tern.CurveConfig, got {type(curve).__name__}")
+        self._curve: Optional[Curve] = Curve(curve) if curve is not None else None
+        if self._curve is not None:
+            self._counters.update(auth_denied=0, handshakes_failed=0)
         self._stop = threading.Event()
         self._ctx: Optional[zmq.Context] = None
         self._sock: Optional[zmq.Socket] = None
@@ -189,14 +210,29 @@ class RegistryServer:
     def _count(self, key: str, n: int = 1) -> None:
         self._counters[key] = self._counters.get(key, 0) + n
 
-    def stats(self) -> dict:
-        """Counters (requests by type, errors by cause, refusals, expiries) and table sizes."""
+    def inc(self, key: str, n: int = 1) -> None:
+        """Count ``key`` from another thread (tern.security's ZAP/monitor thread)."""
         with self._lock:
-            out = dict(self._counters)
-            out["names"] = len(self._names)
-            out["managers"] = len(self._managers)
-            out["connections"] = len(self._conns)
-            return out
+            self._count(key, n)
+
+    @property
+    def public_key(self) -> Optional[str]:
+        """The server's CURVE public key (Z85), what clients pass as server_key; None
+        without CURVE."""
+        return self._curve.public_key if self._curve is not None else None
+
+    def _stats_locked(self) -> dict:
+        out = dict(self._counters)
+        out["names"] = len(self._names)
+        out["managers"] = len(self._managers)
+        out["connections"] = len(self._conns)
+        return out
+
+    def stats(self) -> dict:
+        """Counters (requests by type, errors by cause, refusals, expiries; with CURVE
+        ``auth_denied`` and ``handshakes_failed``) and table sizes."""
+        with self._lock:
+            return self._stats_locked()
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -275,6 +311,12 @@ class RegistryServer:
         manager_id = self._field(req, "manager_id", cfg.max_manager_id_bytes)
         name = self._field(req, "actor_name", cfg.max_name_bytes)
         endpoint = self._field(req, "actor_endpoint", cfg.max_endpoint_bytes)
+        server_key = req.get("actor_server_key")  # tern extension: the registrant's CURVE key
+        if server_key is not None and not valid_key(server_key):
+            raise _BadRequest(f"RegisterActor: key 'actor_server_key' must be a CURVE public "
+                              f"key (40 characters of Z85), got {_json_type(server_key)}"
+                              + (f" of {len(server_key)} characters"
+                                 if isinstance(server_key, str) else ""))
         now = self._clock()
         m = self._touch(manager_id, conn, now)
         entry = self._names.get(name)
@@ -284,6 +326,7 @@ class RegistryServer:
                           owner=entry.manager_id)
         if entry is not None:  # the same manager again (e.g. restarted): update the endpoint
             entry.endpoint = endpoint
+            entry.server_key = server_key
             self._count("reregistered")
             return _reply("RegistrationOk", actor_name=name)
         if len(self._names) >= cfg.max_names:
@@ -298,7 +341,7 @@ class RegistryServer:
         if m is None:
             m = self._managers[manager_id] = _Manager(now)
         m.names.add(name)
-        self._names[name] = _Entry(endpoint, manager_id)
+        self._names[name] = _Entry(endpoint, manager_id, server_key)
         return _reply("RegistrationOk", actor_name=name)
 
     def _unregister(self, req: dict, conn: bytes) -> dict:
@@ -335,7 +378,10 @@ class RegistryServer:
             return _reply("LookupResult", actor_name=name, endpoint=None, online=False)
         m = self._managers.get(entry.manager_id)
         online = m is not None and self._clock() - m.last_seen <= self.cfg.suspect_after_s
-        return _reply("LookupResult", actor_name=name, endpoint=entry.endpoint, online=online)
+        out = _reply("LookupResult", actor_name=name, endpoint=entry.endpoint, online=online)
+        if entry.server_key is not None:  # extension: only for names registered with a key
+            out["server_key"] = entry.server_key
+        return out
 
     def _heartbeat(self, req: dict, conn: bytes) -> dict:
         manager_id = self._field(req, "manager_id", self.cfg.max_manager_id_bytes)
@@ -352,9 +398,15 @@ class RegistryServer:
         for name, entry in sorted(self._names.items()):
             m = self._managers.get(entry.manager_id)
             online = m is not None and now - m.last_seen <= self.cfg.suspect_after_s
-            actors.append({"actor_name": name, "endpoint": entry.endpoint, "online": online,
-                           "manager_id": entry.manager_id})
+            row = {"actor_name": name, "endpoint": entry.endpoint, "online": online,
+                   "manager_id": entry.manager_id}
+            if entry.server_key is not None:
+                row["server_key"] = entry.server_key
+            actors.append(row)
         return _reply("ActorList", actors=actors)
+
+    def _registry_stats(self, req: dict, conn: bytes) -> dict:
+        return _reply("RegistryStats", stats=self._stats_locked())
 
     _handlers = {
         "RegisterActor": _register,
@@ -362,6 +414,7 @@ class RegistryServer:
         "LookupActor": _lookup,
         "Heartbeat": _heartbeat,
         "ListActors": _list,  # tern extension
+        "RegistryStats": _registry_stats,  # tern extension
     }
 
     def sweep(self) -> int:
@@ -399,11 +452,15 @@ class RegistryServer:
         sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.socket_max_bytes)
         sock.setsockopt(zmq.RCVHWM, self.cfg.recv_hwm)
         try:
+            if self._curve is not None:  # before bind: the first client needs CURVE
+                self._curve.start_server(ctx, sock, self)
             sock.bind(self.endpoint)
         except zmq.ZMQError as exc:
-            sock.close(0)
-            ctx.term()
+            self._close(ctx, sock)
             raise OSError(exc.errno, f"registry: cannot bind {self.endpoint!r}: {exc}") from None
+        except BaseException:
+            self._close(ctx, sock)
+            raise
         self._ctx, self._sock = ctx, sock
         self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.bound_endpoint
@@ -436,10 +493,17 @@ class RegistryServer:
                     self.sweep()
                     next_sweep = time.monotonic() + self.cfg.sweep_interval_s
         finally:
-            sock.close(0)
+            self._close(self._ctx, sock)
             self._sock = None
-            self._ctx.term()
             self._ctx = None
+
+    def _close(self, ctx: zmq.Context, sock: zmq.Socket) -> None:
+        if self._curve is not None:
+            self._curve.stop_monitor(sock)
+        sock.close(0)
+        if self._curve is not None:
+            self._curve.stop()  # its sockets live in ctx
+        ctx.term()
 
     def _answer(self, sock: zmq.Socket, frames: list) -> None:
         # ROUTER gives [routing id, (envelope frames...,) b"", body] for a REQ client. Reply
@@ -492,24 +556,70 @@ def _json_type(v: Any) -> str:
 # ---- client ------------------------------------------------------------------------------
 
 
+class Resolution(tuple):
+    """What LookupActor answered: ``(endpoint or None, online, server_key or None)``;
+    ``server_key`` is the registrant's CURVE public key (extension), None when it gave none."""
+
+    __slots__ = ()
+
+    def __new__(cls, endpoint: Optional[str], online: bool, server_key: Optional[str]):
+        return tuple.__new__(cls, (endpoint, online, server_key))
+
+    endpoint = property(lambda self: self[0])
+    online = property(lambda self: self[1])
+    server_key = property(lambda self: self[2])
+
+
+def _check_curve_client(server_key: Any, key_pair: Any) -> Optional[tuple[str, str]]:
+    if server_key is None and key_pair is None:
+        return None
+    if server_key is None:
+        raise ValueError("registry: key_pair given without server_key (the registry's public "
+                         "key): both or neither")
+    if not valid_key(server_key):
+        raise ValueError(f"registry server key {server_key!r} is not a CURVE public key "
+                         "(40 characters of Z85)")
+    if key_pair is None:
+        raise ValueError("registry: server_key given without key_pair (our own public and "
+                         "secret key, e.g. tern.security.load_key_pair('me.key_secret'))")
+    if (not isinstance(key_pair, (tuple, list)) or len(key_pair) != 2
+            or not all(valid_key(k) for k in key_pair)):
+        raise ValueError("registry: key_pair must be (public key, secret key), each 40 "
+                         "characters of Z85")
+    return key_pair[0], key_pair[1]
+
+
 class RegistryClient:
     """One REQ connection to a registry. Not thread-safe: one thread at a time (Manager
     keeps one for its heartbeat thread and one, under a lock, for callers).
 
     Every request waits at most ``timeout`` seconds; on a timeout the socket is closed and
     recreated (a REQ socket that lost a reply cannot send again) and RegistryError is raised.
+
+    CURVE: ``server_key`` is the registry's public key (Z85) and ``key_pair`` our
+    ``(public, secret)`` keys (``tern.security.load_key_pair(path)``), given together. A
+    registry that refuses our key, or a plain registry, never answers: RegistryError after
+    ``timeout``.
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout: float = 5.0,
-                 context: Optional[zmq.Context] = None) -> None:
+                 context: Optional[zmq.Context] = None, server_key: Optional[str] = None,
+                 key_pair: Optional[tuple[str, str]] = None) -> None:
         if not isinstance(endpoint, str) or "://" not in endpoint:
             raise ValueError(f"invalid registry endpoint {endpoint!r}: expected e.g. "
                              f"'tcp://127.0.0.1:5555'")
+        self._keys = _check_curve_client(server_key, key_pair)
+        self.server_key = server_key
         self.endpoint = endpoint
         self.timeout = timeout
         self._own_ctx = context is None
         self._ctx = context or zmq.Context()
         self._sock: Optional[zmq.Socket] = None
+
+    @property
+    def secure(self) -> bool:
+        """True when this client talks CURVE to the registry."""
+        return self._keys is not None
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
@@ -517,6 +627,10 @@ class RegistryClient:
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.RCVTIMEO, max(1, int(self.timeout * 1000)))
             s.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout * 1000)))
+            if self._keys is not None:
+                s.curve_serverkey = self.server_key.encode()
+                s.curve_publickey = self._keys[0].encode()
+                s.curve_secretkey = self._keys[1].encode()
             s.connect(self.endpoint)
             self._sock = s
         return self._sock
@@ -556,10 +670,16 @@ class RegistryClient:
             raise RegistryError(f"registry {self.endpoint}: expected {mtype}, got {reply!r}")
         return reply
 
-    def register(self, manager_id: str, name: str, endpoint: str) -> None:
-        """RegisterActor. Raises NameTaken when another manager holds ``name``."""
-        reply = self.request({"message_type": "RegisterActor", "manager_id": manager_id,
-                              "actor_name": name, "actor_endpoint": endpoint})
+    def register(self, manager_id: str, name: str, endpoint: str,
+                 server_key: Optional[str] = None) -> None:
+        """RegisterActor. ``server_key``: our CURVE public key, sent as the extension field
+        ``actor_server_key`` (family servers ignore it). Raises NameTaken when another
+        manager holds ``name``."""
+        req = {"message_type": "RegisterActor", "manager_id": manager_id,
+               "actor_name": name, "actor_endpoint": endpoint}
+        if server_key is not None:
+            req["actor_server_key"] = server_key
+        reply = self.request(req)
         if reply.get("message_type") == "RegistrationFailed":
             reason = str(reply.get("reason", ""))
             if reason == _DUPLICATE_REASON:
@@ -580,12 +700,29 @@ class RegistryClient:
 
     def lookup(self, name: str) -> tuple[Optional[str], bool]:
         """LookupActor: (endpoint or None, online)."""
+        r = self.resolve(name)
+        return r.endpoint, r.online
+
+    def resolve(self, name: str) -> Resolution:
+        """LookupActor: Resolution(endpoint or None, online, server_key or None). A
+        ``server_key`` that is not a CURVE key is a RegistryError."""
         reply = self._expect(self.request({"message_type": "LookupActor", "actor_name": name}),
                              "LookupResult")
         endpoint = reply.get("endpoint")
         if endpoint is not None and not isinstance(endpoint, str):
             raise RegistryError(f"registry {self.endpoint}: bad endpoint in {reply!r}")
-        return endpoint, bool(reply.get("online"))
+        key = reply.get("server_key")
+        if key is not None and not valid_key(key):
+            raise RegistryError(f"registry {self.endpoint}: bad server_key in {reply!r}")
+        return Resolution(endpoint, bool(reply.get("online")), key)
+
+    def stats(self) -> dict:
+        """RegistryStats (tern extension): the server's counters and table sizes."""
+        reply = self._expect(self.request({"message_type": "RegistryStats"}), "RegistryStats")
+        stats = reply.get("stats")
+        if not isinstance(stats, dict):
+            raise RegistryError(f"registry {self.endpoint}: bad RegistryStats {reply!r}")
+        return stats
 
     def heartbeat(self, manager_id: str) -> None:
         self._expect(self.request({"message_type": "Heartbeat", "manager_id": manager_id,
@@ -617,11 +754,12 @@ class RegistryClient:
 class _Resolved:
     """What a name resolved to, shared by every NamedActorRef of that name in a Manager."""
 
-    __slots__ = ("endpoint", "online")
+    __slots__ = ("endpoint", "online", "server_key")
 
-    def __init__(self, endpoint: str, online: bool) -> None:
+    def __init__(self, endpoint: str, online: bool, server_key: Optional[str]) -> None:
         self.endpoint = endpoint
         self.online = online
+        self.server_key = server_key  # the registrant's CURVE key, from a CURVE registry
 
 
 def _named_ref_class():
@@ -630,14 +768,26 @@ def _named_ref_class():
     class NamedActorRef(RemoteActorRef):
         """A RemoteActorRef found by name (``Manager.lookup_remote``). Its endpoint is
         re-resolved by the Manager's registry thread every heartbeat period, so a peer that
-        moves (restarts elsewhere and re-registers) is followed within about 2 s."""
+        moves (restarts elsewhere and re-registers) is followed within about 2 s. Its
+        ``server_key`` is the one given to lookup_remote(), else (CURVE registry) the one
+        the peer registered, followed the same way."""
 
-        __slots__ = ("_resolved",)
+        __slots__ = ("_resolved", "_explicit_key")
 
         def __init__(self, name: str, resolved: _Resolved, manager: Any,
                      server_key: Optional[str] = None) -> None:
             self._resolved = resolved
             super().__init__(name, resolved.endpoint, manager, server_key)
+
+        @property
+        def server_key(self) -> Optional[str]:  # type: ignore[override]
+            if self._explicit_key is not None:
+                return self._explicit_key
+            return self._resolved.server_key
+
+        @server_key.setter
+        def server_key(self, value: Optional[str]) -> None:
+            self._explicit_key = value
 
         @property
         def endpoint(self) -> str:  # type: ignore[override]
@@ -669,10 +819,17 @@ class ManagerLink:
 
     Two REQ sockets: one owned by the heartbeat thread, one for callers under a lock, so a
     slow lookup never delays a heartbeat.
+
+    CURVE: ``server_key`` (the registry's public key) and ``key_pair`` (the Manager's own
+    keys) make both sockets CURVE clients; ``own_key`` (the Manager's public key, when its
+    transport runs CURVE) is registered with every name (extension ``actor_server_key``).
     """
 
     def __init__(self, endpoint: str, manager_id: Optional[str], advertised: Optional[str],
-                 *, timeout: float = 5.0, heartbeat_s: float = 2.0) -> None:
+                 *, timeout: float = 5.0, heartbeat_s: float = 2.0,
+                 server_key: Optional[str] = None,
+                 key_pair: Optional[tuple[str, str]] = None,
+                 own_key: Optional[str] = None) -> None:
         if manager_id is not None and (not isinstance(manager_id, str) or not manager_id):
             raise ValueError(f"manager_id must be a non-empty string, got {manager_id!r}")
         if not heartbeat_s > 0:
@@ -681,12 +838,16 @@ class ManagerLink:
         self.manager_id = manager_id or make_manager_id()
         self.advertised = advertised
         self.heartbeat_s = heartbeat_s
+        self.own_key = own_key
+        self.secure = _check_curve_client(server_key, key_pair) is not None
         self._counts = {"registry_heartbeats": 0, "registry_reregistered": 0,
                         "registry_errors": 0}
         self._ctx = zmq.Context()
-        self._calls = RegistryClient(endpoint, timeout=timeout, context=self._ctx)
+        self._calls = RegistryClient(endpoint, timeout=timeout, context=self._ctx,
+                                     server_key=server_key, key_pair=key_pair)
         self._beats = RegistryClient(endpoint, timeout=min(timeout, heartbeat_s),
-                                     context=self._ctx)
+                                     context=self._ctx, server_key=server_key,
+                                     key_pair=key_pair)
         self._calls_lock = threading.Lock()
         self._names_lock = threading.Lock()
         self._mine: list[str] = []                  # names we registered, in order
@@ -717,7 +878,7 @@ class ManagerLink:
         if self.advertised is None:
             raise ValueError("a Manager without an endpoint cannot register actors "
                              "(nobody could send to them)")
-        self._call(self._calls.register, self.manager_id, name, self.advertised)
+        self._call(self._calls.register, self.manager_id, name, self.advertised, self.own_key)
         with self._names_lock:
             if name not in self._mine:
                 self._mine.append(name)
@@ -740,23 +901,33 @@ class ManagerLink:
             raise
 
     def lookup(self, manager: Any, name: str, allow_offline: bool = False,
-               server_key: Optional[str] = None):
+               server_key: Optional[str] = None, want_key: bool = False):
+        """``want_key``: the caller runs CURVE and gave no server_key: take the one the
+        peer registered (only a CURVE registry is trusted for it)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"actor name must be a non-empty string, got {name!r}")
-        endpoint, online = self._call(self._calls.lookup, name)
+        endpoint, online, key = self._call(self._calls.resolve, name)
         if endpoint is None:
             raise NotFound(name)
         if not online and not allow_offline:
             raise Offline(name, endpoint)
+        if not self.secure:
+            key = None  # a key from an unauthenticated registry is never used
+        if want_key and key is None:
+            raise RegistryError(f"actor {name!r} at {endpoint} was registered without a CURVE "
+                                f"server key (its process does not run CURVE, or registered "
+                                f"with an older client): pass server_key=")
         global _NamedActorRef
         if _NamedActorRef is None:
             _NamedActorRef = _named_ref_class()
         with self._names_lock:
             slot = self._resolved.get(name)
             if slot is None:
-                slot = self._resolved[name] = _Resolved(endpoint, online)
+                slot = self._resolved[name] = _Resolved(endpoint, online, key)
             else:
                 slot.endpoint, slot.online = endpoint, online
+                if key is not None:
+                    slot.server_key = key
         return _NamedActorRef(name, slot, manager, server_key)
 
     def list(self) -> list[dict]:
@@ -826,7 +997,7 @@ class ManagerLink:
             endpoint, _online = beats.lookup(name)
             if endpoint is None:  # the registry restarted or expired us: register again
                 try:
-                    beats.register(self.manager_id, name, self.advertised)
+                    beats.register(self.manager_id, name, self.advertised, self.own_key)
                     self._inc("registry_reregistered")
                     log.info("registry: re-registered %r", name)
                 except NameTaken as exc:
@@ -835,9 +1006,11 @@ class ManagerLink:
         for name, slot in looked:
             if self._stop.is_set():
                 return
-            endpoint, online = beats.lookup(name)
+            endpoint, online, key = beats.resolve(name)
             if endpoint is not None:
                 slot.endpoint = endpoint
+                if key is not None and self.secure:
+                    slot.server_key = key
             slot.online = endpoint is not None and online
 
 
@@ -856,7 +1029,21 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help=f"bind (server) or connect (--list) endpoint (default {DEFAULT_ENDPOINT})")
     p.add_argument("--list", action="store_true",
                    help="print the registered actors (tern extension ListActors) and exit")
-    p.add_argument("--timeout", type=float, default=5.0, help="--list: reply timeout in s")
+    p.add_argument("--stats", action="store_true",
+                   help="print the server's counters (tern extension RegistryStats) and exit")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="--list/--stats: reply timeout in s")
+    p.add_argument("--key-file", metavar="FILE",
+                   help="CURVE: our key pair (NAME.key_secret, mode 0600; scripts/keygen). "
+                        "Serving: the registry's key, with --allow-dir/--allow-key; "
+                        "--list/--stats: the client's key, with --server-key")
+    p.add_argument("--allow-dir", metavar="DIR",
+                   help="CURVE server: every *.key file in DIR is an allowed client")
+    p.add_argument("--allow-key", metavar="KEY", action="append", default=[],
+                   help="CURVE server: an allowed client's public key (Z85); repeatable")
+    p.add_argument("--server-key", metavar="FILE",
+                   help="--list/--stats over CURVE: the registry's public certificate "
+                        "(NAME.key)")
     d = ServerConfig()
     for key in ("max_names", "max_names_per_manager", "max_name_bytes", "max_endpoint_bytes",
                 "max_manager_id_bytes", "max_request_bytes", "socket_max_bytes", "recv_hwm",
@@ -865,16 +1052,36 @@ def main(argv: Optional[list[str]] = None) -> int:
     for key in ("expire_after_s", "suspect_after_s", "sweep_interval_s"):
         p.add_argument("--" + key.replace("_", "-"), type=float, default=getattr(d, key))
     args = p.parse_args(argv)
+    from . import security
 
-    if args.list:
-        client = RegistryClient(args.endpoint, timeout=args.timeout)
+    if args.list or args.stats:
+        if args.allow_dir or args.allow_key:
+            p.error("--allow-dir/--allow-key are for serving, not --list/--stats")
+        if bool(args.server_key) != bool(args.key_file):
+            p.error("--list/--stats over CURVE needs both --server-key (the registry's NAME.key) "
+                    "and --key-file (our NAME.key_secret)")
         try:
-            actors = client.list()
+            server_key = security.load_public_key(args.server_key) if args.server_key else None
+            pair = security.load_key_pair(args.key_file) if args.key_file else None
+            client = RegistryClient(args.endpoint, timeout=args.timeout,
+                                    server_key=server_key, key_pair=pair)
+        except ValueError as exc:
+            print(f"registry: {exc}", flush=True)
+            return 1
+        try:
+            if args.stats:
+                stats = client.stats()
+            else:
+                actors = client.list()
         except RegistryError as exc:
             print(f"registry: {exc}", flush=True)
             return 1
         finally:
             client.close()
+        if args.stats:
+            for key in sorted(stats):
+                print(f"{key}\t{stats[key]}")
+            return 0
         for a in actors:
             state = "online" if a.get("online") else "offline"
             print(f"{a.get('actor_name')}\t{a.get('endpoint')}\t{state}\t{a.get('manager_id')}")
@@ -886,7 +1093,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = ServerConfig(**{k: getattr(args, k) for k in vars(d)})
     except ValueError as exc:
         p.error(str(exc))
-    server = RegistryServer(args.endpoint, cfg)
+    if args.server_key:
+        p.error("--server-key is for --list/--stats; serving uses --key-file")
+    if (args.allow_dir or args.allow_key) and not args.key_file:
+        p.error("--allow-dir/--allow-key need --key-file (the registry's key pair)")
+    curve = None
+    if args.key_file:
+        curve = security.CurveConfig(args.key_file, args.allow_dir, args.allow_key)
+    try:
+        server = RegistryServer(args.endpoint, cfg, curve=curve)
+    except (ValueError, RuntimeError) as exc:  # KeyFileError is a ValueError
+        print(f"registry: {exc}", flush=True)
+        return 1
     try:
         bound = server.bind()
     except OSError as exc:
@@ -894,6 +1112,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
+    if server.public_key:
+        print(f"registry: CURVE on, public key {server.public_key}", flush=True)
     print(f"registry: listening on {bound}", flush=True)
     server.serve()
     print(f"registry: stopped {server.stats()}", flush=True)

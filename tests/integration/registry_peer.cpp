@@ -4,8 +4,12 @@
 // Pings, counting the Pongs.
 //
 //   registry_peer --registry tcp://127.0.0.1:5555 --name cpp-pong [--manager-id ID]
-//                 [--lookup py-pong --count 5 --wait-s 20] [--exit]
+//                 [--lookup py-pong --count 5 --wait-s 20] [--exit] [--timeout-ms 5000]
+//                 [--curve-key me.key_secret --allow-dir DIR --registry-key registry.key]
 //
+// --curve-key: the gateway runs CURVE with that key pair and allow directory, and so does its
+// connection to the registry whose public certificate is --registry-key (the gateway's own
+// key pair, RegistryConfig::server_key); lookups then use the key the peer registered.
 // Prints "registry_peer: registered NAME at ENDPOINT as ID", then with --lookup
 // "registry_peer: found NAME at ENDPOINT" and "registry_peer: pongs N from NAME"; runs until
 // SIGTERM/SIGINT (or exits after the pongs with --exit), unregisters, prints
@@ -20,6 +24,7 @@
 #include <string>
 #include <thread>
 
+#include <tern/curve.hpp>
 #include <tern/gateway.hpp>
 #include <tern/manager.hpp>
 #include <tern/registry.hpp>
@@ -68,7 +73,8 @@ class Pinger : public tern::Actor {
 int usage() {
   std::fprintf(stderr,
                "usage: registry_peer --registry EP --name NAME [--bind EP] [--manager-id ID]\n"
-               "                     [--lookup NAME --count N --wait-s S] [--exit]\n");
+               "                     [--lookup NAME --count N --wait-s S] [--exit] [--timeout-ms MS]\n"
+               "                     [--curve-key FILE --allow-dir DIR --registry-key FILE]\n");
   return 2;
 }
 
@@ -76,6 +82,8 @@ int usage() {
 
 int main(int argc, char** argv) {
   std::string registry, name, bind = "tcp://127.0.0.1:*", manager_id, target;
+  std::string curve_key, allow_dir, registry_key;
+  int timeout_ms = 5000;
   long count = 5;
   double wait_s = 20;
   bool exit_after = false;
@@ -95,6 +103,10 @@ int main(int argc, char** argv) {
     else if (a == "--lookup") target = v;
     else if (a == "--count") count = std::atol(v);
     else if (a == "--wait-s") wait_s = std::atof(v);
+    else if (a == "--timeout-ms") timeout_ms = std::atoi(v);
+    else if (a == "--curve-key") curve_key = v;
+    else if (a == "--allow-dir") allow_dir = v;
+    else if (a == "--registry-key") registry_key = v;
     else return usage();
   }
   if (registry.empty() || name.empty()) return usage();
@@ -105,7 +117,10 @@ int main(int argc, char** argv) {
   tern::Gateway* gw = nullptr;
   Pinger* pinger = nullptr;
   try {
-    auto g = std::make_unique<tern::Gateway>(types, tern::GatewayConfig{.bind = bind});
+    tern::GatewayConfig gc{.bind = bind};
+    gc.curve.key_file = curve_key;
+    gc.curve.allow_dir = allow_dir;
+    auto g = std::make_unique<tern::Gateway>(types, gc);
     gw = g.get();
     mgr.manage("gateway", std::move(g));
     mgr.manage(name, std::make_unique<PongActor>());
@@ -120,8 +135,10 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<tern::RegistryClient> reg;
   try {
-    reg = std::make_unique<tern::RegistryClient>(
-        *gw, tern::RegistryConfig{.endpoint = registry, .manager_id = manager_id, .actors = {name}});
+    tern::RegistryConfig rc{.endpoint = registry, .manager_id = manager_id, .actors = {name},
+                            .timeout_ms = timeout_ms};
+    if (!registry_key.empty()) rc.server_key = tern::load_curve_public_key(registry_key);
+    reg = std::make_unique<tern::RegistryClient>(*gw, rc);
   } catch (const tern::NameTaken& e) {
     std::printf("registry_peer: name taken: %s\n", e.what());
     std::fflush(stdout);

@@ -4,8 +4,12 @@ registry, with a pong actor under --name (answers Ping{count} with Pong{count}) 
 
 Prints "registry_py_peer: registered NAME at ENDPOINT as ID", then with --lookup
 "registry_py_peer: found NAME at ENDPOINT" and "registry_py_peer: pongs N from NAME"; runs
-until SIGTERM (or exits with --exit). Exit status: 0 ok, 3 the name is taken, 4 lookup or
-Pongs failed.
+until SIGTERM (or exits with --exit). Exit status: 0 ok, 1 the registry did not answer,
+3 the name is taken, 4 lookup or Pongs failed.
+
+--curve-key FILE --allow-dir DIR --registry-key FILE: the Manager runs CURVE with that key
+pair and allow directory, and so does its registry connection (registry_server_key, the
+registry's public certificate); lookups then use the key the peer registered.
 """
 import argparse
 import threading
@@ -52,9 +56,19 @@ def main():
     p.add_argument("--count", type=int, default=5)
     p.add_argument("--wait-s", type=float, default=20.0)
     p.add_argument("--exit", action="store_true")
+    p.add_argument("--timeout", type=float, default=5.0, help="per registry request, s")
+    p.add_argument("--curve-key")
+    p.add_argument("--allow-dir")
+    p.add_argument("--registry-key")
     a = p.parse_args()
 
-    mgr = tern.Manager(a.endpoint, registry=a.registry, manager_id=a.manager_id)
+    extra = {}
+    if a.curve_key:
+        extra["curve"] = tern.CurveConfig(a.curve_key, a.allow_dir)
+    if a.registry_key:
+        extra["registry_server_key"] = tern.security.load_public_key(a.registry_key)
+    mgr = tern.Manager(a.endpoint, registry=a.registry, manager_id=a.manager_id,
+                       registry_timeout=a.timeout, **extra)
     mgr.manage(a.name, PongActor())
     pinger = Pinger()
     mgr.manage("py-pinger", pinger)
@@ -63,6 +77,9 @@ def main():
     except tern.NameTaken as exc:
         print(f"registry_py_peer: name taken: {exc}", flush=True)
         return 3
+    except tern.RegistryError as exc:
+        print(f"registry_py_peer: {exc}", flush=True)
+        return 1
     print(f"registry_py_peer: registered {a.name} at {mgr.advertised_endpoint} as "
           f"{mgr.manager_id}", flush=True)
     status = 0

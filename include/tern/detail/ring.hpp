@@ -119,10 +119,13 @@ class Ring {
     data_ = static_cast<unsigned char*>(mem);
     mask_ = n - 1;
     spsc_ = kind == MailboxKind::spsc;
+    // A ring is born closed (no array yet: a send to an actor no Manager configured returns
+    // closed instead of writing through a null pointer); init() opens it.
     p_.tail.store(0, std::memory_order_relaxed);
     p_.head_cache.store(0, std::memory_order_relaxed);
     c_.head.store(0, std::memory_order_relaxed);
     c_.next = 0;
+    closed_.store(false, std::memory_order_relaxed);
   }
 
   /// Any number of producer threads. `word`: record bytes | flags. `fill(Record&)` writes
@@ -281,7 +284,7 @@ class Ring {
   }
 
   struct alignas(kCacheLine) Producers {
-    std::atomic<std::uint64_t> tail{0};
+    std::atomic<std::uint64_t> tail{kClosed};  ///< closed until init() (see there)
     std::atomic<std::uint64_t> head_cache{0};  ///< producers' stale view of c_.head
   };
   struct alignas(kCacheLine) Consumer {
@@ -292,7 +295,7 @@ class Ring {
   Consumer c_;
   alignas(kCacheLine) std::uint64_t mask_ = 0;
   unsigned char* data_ = nullptr;
-  std::atomic<bool> closed_{false};
+  std::atomic<bool> closed_{true};  ///< until init()
   bool spsc_ = false;  ///< set-up: the claim discipline (read-mostly line)
 };
 
