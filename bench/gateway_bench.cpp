@@ -57,9 +57,10 @@ struct Setup {
   }
   void drain() {
     tern::detail::Mailbox& mb = sink.actor()->mailbox();
-    while (tern::detail::Record* s = mb.front()) {
-      tern::destroy_message(tern::detail::message_type_at(s->type), mb.payload(*s));
-      mb.pop(*s);
+    std::uint32_t w = 0;
+    while (tern::detail::Record* s = mb.front(w)) {
+      tern::destroy_message(tern::detail::message_type_at(s->type), mb.payload(*s, w));
+      mb.pop(*s, w);
     }
     mb.release();
   }

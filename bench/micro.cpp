@@ -138,9 +138,10 @@ void slot_cycle(benchmark::State& st) {
   for (auto _ : st) {
     const SendResult r = ref.try_send(M{}, ActorRef());
     benchmark::DoNotOptimize(r);
-    detail::Record* s = mb.front();
-    destroy_message(detail::message_type_at(s->type), mb.payload(*s));
-    mb.pop(*s);
+    std::uint32_t w = 0;
+    detail::Record* s = mb.front(w);
+    destroy_message(detail::message_type_at(s->type), mb.payload(*s, w));
+    mb.pop(*s, w);
     mb.release();
   }
   st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));

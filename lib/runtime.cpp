@@ -114,23 +114,28 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
   Mailbox& mb = a.mailbox_;
   std::uint32_t n = 0;
   Record* r = nullptr;  // the message being handled (the catch below needs this very one)
+  std::uint32_t w = 0;  // its commit word
   void* payload = nullptr;
   for (;;) {
     try {
       while (n < limit) {
-        r = mb.front();
+        r = mb.front(w);
         if (!r) break;
-        const MessageInfo& info = message_type_at(r->type);
-        payload = mb.payload(*r);
-        const RecordExt* ext = Mailbox::ext(*r);
-        if (ext && ext->target_remote) [[unlikely]] {
-          // a gateway: this message leaves the process
-          a.forward_remote(info, payload, ext->target_remote,
-                           ActorRef(actor_at(r->sender), r->sender_remote));
+        a.cur_.sender = r->sender;
+        a.cur_.sender_remote = r->sender_remote;
+        if (!(w & (kRecordExt | kRecordPooled)) && !a.queue_hist_) [[likely]] {
+          // the common case: the message is in the record, no extension, no timing
+          payload = r->body();
+          destroy_message(a.dispatch_indexed(r->type, payload), payload);
         } else {
-          a.cur_.sender = actor_at(r->sender);
-          a.cur_.sender_remote = r->sender_remote;
-          if (a.queue_hist_) [[unlikely]] {
+          payload = mb.payload(*r, w);
+          const RecordExt* ext = Mailbox::ext(*r, w);
+          const MessageInfo& info = message_type_at(r->type);
+          if (ext && ext->target_remote) [[unlikely]] {
+            // a gateway: this message leaves the process
+            a.forward_remote(info, payload, ext->target_remote,
+                             ActorRef(actor_at(r->sender), r->sender_remote));
+          } else if (a.queue_hist_) [[unlikely]] {
             const std::uint64_t t0 = now_ns();
             const std::uint64_t sent = ext ? ext->enqueue_ns : 0;
             if (sent && t0 >= sent) a.queue_hist_->record(t0 - sent);
@@ -139,9 +144,9 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
           } else {
             a.dispatch(info, payload);
           }
+          destroy_message(info, payload);
         }
-        destroy_message(info, payload);
-        mb.pop(*r);
+        mb.pop(*r, w);
         ++n;
       }
       break;
@@ -150,7 +155,7 @@ std::uint32_t Runtime::drain_locked(Actor& a, std::uint32_t limit) noexcept {
       const MessageInfo& info = message_type_at(r->type);
       note_handler_exception(a, info);
       destroy_message(info, payload);
-      mb.pop(*r);
+      mb.pop(*r, w);
       ++n;
     }
   }
@@ -206,7 +211,7 @@ bool Runtime::try_run_inline(Actor& a, const MessageInfo& info, const void* msg,
   }
   Actor* const saved_current = me->current;
   me->current = &a;
-  a.cur_ = Actor::Current{from.actor(), from.remote_index(), nullptr};
+  a.cur_ = Actor::Current{from.actor() ? from.actor()->index() : 0, from.remote_index(), nullptr};
   try {
     if (a.handler_hist_) [[unlikely]] {
       const std::uint64_t t0 = now_ns();
@@ -343,8 +348,16 @@ void Actor::rebuild_table() {
       if (!ok) continue;
       table_storage_ = std::move(t);
       table_ = table_storage_.data();
-      mask_ = mask;
-      shift_ = shift;
+      mask_ = static_cast<std::uint16_t>(mask);
+      shift_ = static_cast<std::uint16_t>(shift);
+      // by type index: what a record carries, so the receive loop finds the handler with
+      // one load (dispatch_indexed)
+      std::uint32_t n = 0;
+      for (const Entry& e : entries_) n = std::max(n, detail::type_index_of(*e.info) + 1);
+      by_type_storage_.assign(n, Entry{nullptr, nullptr});
+      for (const Entry& e : entries_) by_type_storage_[detail::type_index_of(*e.info)] = e;
+      by_type_ = by_type_storage_.data();
+      by_type_n_ = n;
       return;
     }
   }

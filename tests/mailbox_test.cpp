@@ -186,10 +186,11 @@ TEST_CASE("a mailbox destroys the messages it still holds when it is destroyed")
       for (int lap = 0; lap < 2; ++lap) {
         for (int i = 0; i < 6; ++i) CHECK(send(i) == PushStatus::ok);
         for (int i = 0; i < (lap == 0 ? 6 : 2); ++i) {  // consume all of lap 0, 2 of lap 1
-          Record* s = mb.front();
+          std::uint32_t w = 0;
+          Record* s = mb.front(w);
           REQUIRE(s != nullptr);
-          tern::destroy_message(tern::detail::message_type_at(s->type), mb.payload(*s));
-          mb.pop(*s);
+          tern::destroy_message(tern::detail::message_type_at(s->type), mb.payload(*s, w));
+          mb.pop(*s, w);
         }
         mb.release();
       }

@@ -96,7 +96,9 @@ class Actor {
   void handle();
 
   /// Sender of the message being handled (empty when it came from a non-actor thread).
-  ActorRef sender() const noexcept { return ActorRef(cur_.sender, cur_.sender_remote); }
+  ActorRef sender() const noexcept {
+    return ActorRef(detail::actor_at(cur_.sender), cur_.sender_remote);
+  }
   /// Answers the current message's sender: into its mailbox, or into the FastReply when this
   /// handler runs from fast_send. Blocks like send() if the sender's mailbox is full.
   /// Not noexcept only for an lvalue whose copy may throw (see ActorRef::try_send).
@@ -150,7 +152,7 @@ class Actor {
     Thunk fn;
   };
   struct Current {
-    Actor* sender = nullptr;
+    std::uint32_t sender = 0;  ///< actor index (0: none); resolved only when asked for
     std::uint32_t sender_remote = 0;
     FastReply* reply_sink = nullptr;
   };
@@ -163,6 +165,22 @@ class Actor {
   /// Runs the handler of one message (caller holds the exclusion lock). The entry is found
   /// by id but matched by type: a message of another type with the same id is never handed
   /// to this handler.
+  /// Runs the handler of a record's message, found by its type index (the record's type);
+  /// returns the type's MessageInfo (to destroy the message). A type index this actor has
+  /// no entry for goes the way of dispatch() (same type through another MessageInfo copy,
+  /// or unhandled).
+  const MessageInfo& dispatch_indexed(std::uint32_t type, const void* msg) {
+    if (type < by_type_n_) [[likely]] {
+      const Entry& e = by_type_[type];
+      if (e.fn) [[likely]] {
+        e.fn(*this, msg);
+        return *e.info;
+      }
+    }
+    const MessageInfo& info = detail::message_type_at(type);
+    dispatch(info, msg);
+    return info;
+  }
   void dispatch(const MessageInfo& info, const void* msg) {
     const Entry& e = table_[slot_of(info.id)];
     if (e.info == &info) [[likely]]
@@ -191,8 +209,10 @@ class Actor {
   alignas(kCacheLine) std::atomic<detail::ThreadCtx*> owner_{nullptr};
   Current cur_;
   const Entry* table_ = nullptr;
-  std::uint32_t mask_ = 0;
-  std::uint32_t shift_ = 31;
+  const Entry* by_type_ = nullptr;  ///< handlers by type index (detail::type_index_of)
+  std::uint16_t mask_ = 0;
+  std::uint16_t shift_ = 31;
+  std::uint32_t by_type_n_ = 0;
   std::atomic<std::uint64_t> handled_{0};
   std::atomic<std::uint64_t> max_depth_{0};  ///< written by the lock holder, read by stats()
 
@@ -214,6 +234,7 @@ class Actor {
   std::atomic<std::uint64_t> handler_exceptions_{0};
   std::vector<Entry> entries_;
   std::vector<Entry> table_storage_;
+  std::vector<Entry> by_type_storage_;
   std::string name_;
   Manager* manager_ = nullptr;
   Group* group_ = nullptr;
@@ -278,6 +299,19 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
   const std::uint32_t sender = from.actor_ ? from.actor_->index_ : 0;
   const std::uint32_t sender_remote = from.remote_;
   const bool ext = remote || stamp;
+  if (!ext && !priority && info.size <= a.mailbox_.inline_bytes()) [[likely]] {
+    // the common case: constructed in the ring, normal lane, no extension
+    const detail::PushStatus st = a.mailbox_.push_inline(
+        info.size, [&](detail::Record& r, void* payload) noexcept {
+          construct(payload);
+          r.type = type;
+          r.sender = sender;
+          r.sender_remote = sender_remote;
+        });
+    if (st != detail::PushStatus::ok) [[unlikely]]
+      detail::count_refused(a, st, info);
+    return detail::to_send_result(st);
+  }
   const detail::PushStatus st = a.mailbox_.push(
       info.size, ext,
       [&](detail::Record& r, void* payload) noexcept {
@@ -390,7 +424,7 @@ FastReply ActorRef::fast_send(T&& msg, ActorRef from) const noexcept {
   FastReply r;
   const Actor::Current saved = a.cur_;
   Actor* const saved_current = me->current;
-  a.cur_ = Actor::Current{from.actor_, from.remote_, &r};
+  a.cur_ = Actor::Current{from.actor_ ? from.actor_->index_ : 0, from.remote_, &r};
   me->current = &a;
   const U& m = msg;
   try {
@@ -417,7 +451,7 @@ SendResult Actor::reply(T&& msg) noexcept(detail::nothrow_send_v<T>) {
       return SendResult::ok;
     }
   }
-  const SendResult r = ActorRef(cur_.sender, cur_.sender_remote).send(std::forward<T>(msg), self());
+  const SendResult r = sender().send(std::forward<T>(msg), self());
   if (r != SendResult::ok) [[unlikely]]
     reply_failures_.fetch_add(1, std::memory_order_relaxed);
   return r;

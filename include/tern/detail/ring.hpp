@@ -6,9 +6,10 @@
 // peer), an optional 16-byte extension (remote target, send time), then the payload,
 // rounded up to 16 bytes. No pointers: the same bytes could live in memory shared between
 // processes. The commit word (bytes | flags) is written last; 0 means "not published".
-// The consumer zeroes every record it consumed before it hands the space back, so free
-// space is all zero and the word where the next record will start reads 0 until that
-// record is committed: stale payload of an older lap is never mistaken for a header.
+// The consumer zeroes the space it consumed before it hands it back (the header word at
+// pop(), the rest in one memset per batch at release()), so free space is all zero and the word where the next record will start
+// reads 0 until that record is committed: stale payload of an older lap is never mistaken
+// for a header.
 // A record that does not fit before the end of the array is preceded by a padding record
 // up to the end, claimed with it in one step; it then starts at offset 0.
 //
@@ -18,7 +19,12 @@
 // once per batch; producers read it only when their cached copy says the ring is full.
 //
 // Positions (tail, head, next) are packed words: byte position (bits 0-39), record count
-// (bits 40-62, for depth()), and on an mpsc tail bit 63 = closed.
+// (bits 40-62, for depth()), and on an mpsc tail bit 63 = closed. A record advances a
+// position by one add (bytes + one count): a byte position that passes 2^40 carries into
+// the count, the same carry at the same record in tail, head and next, so byte distances
+// (mod 2^40) and equality stay exact and depth() is off by one at most for a moment. A
+// count carry into bit 63 is masked off on an mpsc tail (it would read as closed) and
+// ignored elsewhere (every reader masks bit 63).
 //
 // Cache lines (each alignas(kCacheLine) block starts its own line):
 //   [producers: tail, head_cache]  written per send
@@ -150,7 +156,8 @@ class Ring {
         if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;
       }
       // acq_rel on success: orders producers' claims among themselves.
-      if (p_.tail.compare_exchange_weak(pos, advance(pos, pad + bytes, 1), std::memory_order_acq_rel,
+      if (p_.tail.compare_exchange_weak(pos, advance(pos, pad + bytes, 1) & ~kClosed,
+                                        std::memory_order_acq_rel,
                                         std::memory_order_relaxed))
         break;
     }
@@ -168,11 +175,17 @@ class Ring {
     // happened before this send is seen (coherence); one racing with it may still accept
     // this message (Manager::end orders actor producers by its stop protocol).
     if (closed_.load(std::memory_order_relaxed)) return PushStatus::closed;
-    const std::uint64_t pad = padding(pos, bytes);
-    if (used(pos, p_.head_cache.load(std::memory_order_relaxed)) + pad + bytes > mask_ + 1) {
-      const std::uint64_t h = c_.head.load(std::memory_order_acquire);
-      p_.head_cache.store(h, std::memory_order_relaxed);
-      if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;
+    std::uint64_t pad = 0;
+    // the common case in two compares: the record fits before the end of the array, and
+    // in the space the cached head leaves
+    if ((pos & mask_) + bytes > mask_ + 1 ||
+        used(pos, p_.head_cache.load(std::memory_order_relaxed)) + bytes > mask_ + 1) [[unlikely]] {
+      pad = padding(pos, bytes);
+      if (used(pos, p_.head_cache.load(std::memory_order_relaxed)) + pad + bytes > mask_ + 1) {
+        const std::uint64_t h = c_.head.load(std::memory_order_acquire);
+        p_.head_cache.store(h, std::memory_order_relaxed);
+        if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;
+      }
     }
     // only depth()/drained() readers look at it; never carries kClosed (close() leaves an
     // spsc tail alone), so this store cannot erase a close
@@ -181,30 +194,45 @@ class Ring {
     return PushStatus::ok;
   }
 
-  /// Consumer thread only: the oldest published record, or nullptr. Skips (and zeroes)
-  /// padding records.
-  Record* front() noexcept {
+  /// Consumer thread only: the oldest published record, or nullptr; `w` gets its commit
+  /// word. Moves past padding records.
+  Record* front(std::uint32_t& w) noexcept {
     for (;;) {
       Record* r = at(c_.next);
-      const std::uint32_t w = r->word.load(std::memory_order_acquire);
+      w = r->word.load(std::memory_order_acquire);
       if (w == 0) return nullptr;
       if (!(w & kRecordPadding)) [[likely]] return r;
-      r->word.store(0, std::memory_order_relaxed);  // a padding record wrote only its word
+      r->word.store(0, std::memory_order_relaxed);  // as pop() does (see there)
       c_.next = advance(c_.next, w & ~(kRecordUnit - 1), 0);
     }
   }
-  /// Consumer thread only: done with the record front() returned (its message destroyed).
-  /// Zeroes it; the space is handed back to producers by the next release().
-  void pop() noexcept {
-    Record* r = at(c_.next);
-    const std::uint32_t bytes = r->word.load(std::memory_order_relaxed) & ~(kRecordUnit - 1);
-    r->word.store(0, std::memory_order_relaxed);
-    std::memset(reinterpret_cast<unsigned char*>(r) + sizeof(r->word), 0, bytes - sizeof(r->word));
-    c_.next = advance(c_.next, bytes, 1);
+  Record* front() noexcept {
+    std::uint32_t w;
+    return front(w);
   }
-  /// Consumer thread only: hands every popped record back to producers. Called once per
-  /// batch so that producers polling a full ring see the consumer's line change once per batch.
-  void release() noexcept { c_.head.store(c_.next, std::memory_order_release); }
+  /// Consumer thread only: done with the record front() returned (its message destroyed);
+  /// `w` is its commit word. Zeroes its header word; the rest of it is zeroed, and the
+  /// space handed back to producers, by the next release().
+  void pop(std::uint32_t w) noexcept {
+    // the header word now, the rest at release(): a batch that consumes the whole ring
+    // comes back to this record and must find 0 there, not a stale record
+    at(c_.next)->word.store(0, std::memory_order_relaxed);
+    c_.next = advance(c_.next, w & ~(kRecordUnit - 1), 1);
+  }
+  void pop() noexcept { pop(at(c_.next)->word.load(std::memory_order_relaxed)); }
+  /// Consumer thread only: zeroes every record popped since the last release() (one memset,
+  /// two at the wrap) and hands the space back to producers. Called once per batch, so that
+  /// producers polling a full ring see the consumer's line change once per batch.
+  void release() noexcept {
+    const std::uint64_t h = c_.head.load(std::memory_order_relaxed);  // only we write it
+    const std::uint64_t n = used(c_.next, h);
+    if (n == 0) return;
+    const std::uint64_t off = h & mask_;
+    const std::uint64_t first = off + n > mask_ + 1 ? mask_ + 1 - off : n;
+    std::memset(data_ + off, 0, first);
+    if (first != n) std::memset(data_, 0, n - first);
+    c_.head.store(c_.next, std::memory_order_release);
+  }
   /// Consumer thread: is nothing published? A peek that writes nothing (front() may skip
   /// padding), for a look taken without the actor's lock.
   bool empty() const noexcept { return at(c_.next)->word.load(std::memory_order_acquire) == 0; }
@@ -222,12 +250,12 @@ class Ring {
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
   /// Consumer: every claimed record consumed? (MPSC claims may be in flight until then)
   bool drained() const noexcept {
-    return (p_.tail.load(std::memory_order_acquire) & ~kClosed) == c_.next;
+    return ((p_.tail.load(std::memory_order_acquire) ^ c_.next) & ~kClosed) == 0;
   }
   /// Any thread, approximate: messages accepted and not yet consumed.
   std::uint64_t depth() const noexcept {
     const std::uint64_t t = p_.tail.load(std::memory_order_relaxed) & ~kClosed;
-    const std::uint64_t h = c_.head.load(std::memory_order_relaxed);
+    const std::uint64_t h = c_.head.load(std::memory_order_relaxed) & ~kClosed;
     return ((t - h) & kCountMask) >> 40;
   }
   /// Size of the array in bytes.
@@ -251,7 +279,7 @@ class Ring {
     return reinterpret_cast<Record*>(data_ + (pos & mask_));
   }
   static std::uint64_t advance(std::uint64_t w, std::uint64_t bytes, std::uint64_t count) noexcept {
-    return ((w + bytes) & kPosMask) | ((w + count * kCountOne) & kCountMask);
+    return w + bytes + count * kCountOne;  // see "Positions" at the top of this file
   }
   static std::uint64_t used(std::uint64_t tail, std::uint64_t head) noexcept {
     return (tail - head) & kPosMask;
