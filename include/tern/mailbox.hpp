@@ -207,11 +207,10 @@ class Mailbox {
   Record* front(std::uint32_t& w) noexcept {
     if (sleep_.priority_hint.load(std::memory_order_acquire)) [[unlikely]] {
       if (Record* s = priority_front(w)) {
-        from_priority_ = true;
+        from_priority_ = true;  // until pop()
         return s;
       }
     }
-    from_priority_ = false;
     return normal_.front(w);
   }
   /// Consumer: done with record `r`, which front() returned (its message destroyed): its
@@ -225,6 +224,7 @@ class Mailbox {
     if (from_priority_) [[unlikely]] {
       priority_.pop(w);
       priority_popped_ = true;
+      from_priority_ = false;
     } else {
       normal_.pop(w);
     }

@@ -37,11 +37,12 @@ template <class Queue, class Rx>
 int drain(Queue& q, Rx& rx, int limit) {
   int n = 0;
   while (n < limit) {
-    auto* s = q.front();
+    std::uint32_t w = 0;
+    auto* s = q.front(w);
     if (!s) break;
     rx.take(s->payload($));
     s->payload($) = kDestroyed;  // destroy_message
-    q.pop();
+    q.pop(w);
     ++n;
   }
   q.release();

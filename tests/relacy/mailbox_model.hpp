@@ -87,22 +87,22 @@ class Mailbox {
   }
 
   // mirrors include/tern/mailbox.hpp
-  Record* front() {
+  Record* front(std::uint32_t& w) {
     if (sleep_.priority_hint.load(memory_order_acquire)) [[unlikely]] {  // =
-      if (Record* s = priority_front()) {  // =
-        from_priority_ = true;  // =
+      if (Record* s = priority_front(w)) {  // =
+        from_priority_ = true;  // until pop()
         return s;  // =
       }
     }
-    from_priority_ = false;  // =
-    return normal_.front();  // =
+    return normal_.front(w);  // =
   }
-  void pop() {
+  void pop(std::uint32_t w) {  // (the real one also frees the record's pool block, if any)
     if (from_priority_) [[unlikely]] {  // =
-      priority_.pop();  // =
+      priority_.pop(w);  // =
       priority_popped_ = true;  // =
+      from_priority_ = false;  // =
     } else {  // =
-      normal_.pop();  // =
+      normal_.pop(w);  // =
     }
   }
   void release() {
@@ -181,13 +181,13 @@ class Mailbox {
     }
     return normal_.empty_sc();  // =
   }
-  Record* priority_front() {
-    if (Record* s = priority_.front()) return s;  // =
+  Record* priority_front(std::uint32_t& w) {
+    if (Record* s = priority_.front(w)) return s;  // =
     sleep_.priority_hint.exchange(0, memory_order_seq_cst);  // =
 #ifdef TERN_RL_BUG_NO_SECOND_LOOK
     return nullptr;  // seeded bug
 #else
-    Record* s = priority_.front();  // =
+    Record* s = priority_.front(w);  // =
 #ifndef TERN_RL_BUG_NO_REHINT  // seeded bug: the hint stays down after the second look
     if (s) sleep_.priority_hint.fetch_or(1, memory_order_relaxed);  // =
 #endif

@@ -11,9 +11,10 @@
 // cell may start a record in some lap) and an rl::var standing for the cell's other bytes
 // (header fields, payload): Relacy reports any access to those that is not ordered by the
 // protocol. Records of 32 and 48 bytes in a 128-byte ring make padding records and
-// wrap-around part of the runs. The consumer's zeroing (pop: a relaxed store of the word,
-// memset of the rest) is modelled cell by cell: relaxed stores of the other cells' words
-// and plain writes of their vars.
+// wrap-around part of the runs. The consumer's zeroing (pop: a relaxed store of the header
+// word; release: a memset of everything popped since the last release, before the head
+// store) is modelled cell by cell: relaxed stores of the cells' words and plain writes of
+// their vars.
 //
 // What is left out: the cache-line layout and the prefetch (no effect on ordering), the
 // pool (its own Vyukov queue, include/tern/detail/pool.hpp).
@@ -23,6 +24,8 @@
 //   TERN_RL_BUG_RELAXED_PUBLISH  the commit store of a record's word is relaxed
 //   TERN_RL_BUG_RELAXED_RELEASE  the consumer hands slots back with a relaxed head store
 //   TERN_RL_BUG_RELEASE_PUBLISH  a publish that must be seq_cst (consumer may park) is release
+//   TERN_RL_BUG_NO_POP_ZERO      pop() leaves the header word to release(): a batch that
+//                                consumes a whole lap reads its first record again
 #pragma once
 #include <relacy/relacy.hpp>
 
@@ -75,21 +78,23 @@ class Ring {
   PushStatus push_mpsc(std::uint32_t word, Fill&& fill, bool sc) {
     RL_ASSERT(!spsc_);
     const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};  // =
+    const std::uint64_t mask = mask_;  // =
     std::uint64_t pos = p_.tail.load(memory_order_relaxed);  // =
     std::uint64_t pad;  // =
     for (;;) {
       if (pos & kClosed) return PushStatus::closed;  // =
-      pad = padding(pos, bytes);  // =
-      if (used(pos, p_.head_cache.load(memory_order_acquire)) + pad + bytes > mask_ + 1) {  // =
+      pad = padding(pos, bytes);
+      if (used(pos, p_.head_cache.load(memory_order_acquire)) + pad + bytes > mask + 1) {  // =
         const std::uint64_t h = c_.head.load(memory_order_acquire);  // =
         p_.head_cache.store(h, memory_order_release);  // =
-        if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;  // =
+        if (used(pos, h) + pad + bytes > mask + 1) return PushStatus::full;  // =
       }
-      if (p_.tail.compare_exchange_weak(pos, advance(pos, pad + bytes, 1), memory_order_acq_rel,  // =
+      if (p_.tail.compare_exchange_weak(pos, advance(pos, pad + bytes, 1) & ~kClosed,  // =
+                                        memory_order_acq_rel,  // =
                                         memory_order_relaxed))  // =
         break;
     }
-    publish(pos, pad, word, static_cast<Fill&&>(fill), sc);  // =
+    publish(mask, pos, pad, word, static_cast<Fill&&>(fill), sc);
     return PushStatus::ok;
   }
 
@@ -98,44 +103,52 @@ class Ring {
   PushStatus push_spsc(std::uint32_t word, Fill&& fill, bool sc) {
     RL_ASSERT(spsc_);
     const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};  // =
+    const std::uint64_t mask = mask_;  // =
     const std::uint64_t pos = p_.tail.load(memory_order_relaxed);  // =
     if (closed_.load(memory_order_relaxed)) return PushStatus::closed;  // =
-    const std::uint64_t pad = padding(pos, bytes);  // =
-    if (used(pos, p_.head_cache.load(memory_order_relaxed)) + pad + bytes > mask_ + 1) {  // =
-      const std::uint64_t h = c_.head.load(memory_order_acquire);  // =
-      p_.head_cache.store(h, memory_order_relaxed);  // =
-      if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;  // =
+    std::uint64_t pad = 0;  // =
+    if ((pos & mask) + bytes > mask + 1 ||  // =
+        used(pos, p_.head_cache.load(memory_order_relaxed)) + bytes > mask + 1) [[unlikely]] {  // =
+      pad = padding(pos, bytes);  // =
+      if (used(pos, p_.head_cache.load(memory_order_relaxed)) + pad + bytes > mask + 1) {  // =
+        const std::uint64_t h = c_.head.load(memory_order_acquire);  // =
+        p_.head_cache.store(h, memory_order_relaxed);  // =
+        if (used(pos, h) + pad + bytes > mask + 1) return PushStatus::full;  // =
+      }
     }
     p_.tail.store(advance(pos, pad + bytes, 1), memory_order_relaxed);  // =
-    publish(pos, pad, word, static_cast<Fill&&>(fill), sc);  // =
+    publish(mask, pos, pad, word, static_cast<Fill&&>(fill), sc);
     return PushStatus::ok;
   }
 
   // mirrors include/tern/detail/ring.hpp
-  Record* front() {
+  Record* front(std::uint32_t& w) {
     for (;;) {
       Record* r = at(c_.next);  // =
-      const std::uint32_t w = r->word.load(memory_order_acquire);  // =
+      w = r->word.load(memory_order_acquire);  // =
       if (w == 0) return nullptr;  // =
-      if (!(w & kRecordPadding)) return r;  // =
-      r->word.store(0, memory_order_relaxed);  // =
+      if (!(w & kRecordPadding)) [[likely]] return r;  // =
+      r->word.store(0, memory_order_relaxed);  // as pop() does (see there)
       c_.next = advance(c_.next, w & ~(kRecordUnit - 1), 0);  // =
     }
   }
   // mirrors include/tern/detail/ring.hpp
-  void pop() {
-    Record* r = at(c_.next);  // =
-    const std::uint32_t bytes = r->word.load(memory_order_relaxed) & ~(kRecordUnit - 1);  // =
-    r->word.store(0, memory_order_relaxed);  // =
-    // the memset of the record's other bytes, cell by cell
-    r->payload($) = 0;
-    for (std::uint64_t u = kRecordUnit; u < bytes; u += kRecordUnit) {
-      at(c_.next + u)->word.store(0, memory_order_relaxed);
-      at(c_.next + u)->payload($) = 0;
-    }
-    c_.next = advance(c_.next, bytes, 1);  // =
+  void pop(std::uint32_t w) {
+#ifndef TERN_RL_BUG_NO_POP_ZERO  // seeded bug: only release() zeroes
+    at(c_.next)->word.store(0, memory_order_relaxed);  // =
+#endif
+    c_.next = advance(c_.next, w & ~(kRecordUnit - 1), 1);  // =
   }
+  // mirrors include/tern/detail/ring.hpp
   void release() {
+    const std::uint64_t h = c_.head.load(memory_order_relaxed);  // only we write it
+    const std::uint64_t n = used(c_.next, h);  // =
+    if (n == 0) return;  // =
+    // the memset(s) of everything popped since the last release, cell by cell
+    for (std::uint64_t u = 0; u < n; u += kRecordUnit) {
+      at(h + u)->word.store(0, memory_order_relaxed);
+      at(h + u)->payload($) = 0;
+    }
 #ifdef TERN_RL_BUG_RELAXED_RELEASE
     c_.head.store(c_.next, memory_order_relaxed);  // seeded bug
 #else
@@ -151,21 +164,27 @@ class Ring {
   }
   bool closed() const { return closed_.load(memory_order_acquire); }  // =
   bool drained() const {
-    return (p_.tail.load(memory_order_acquire) & ~kClosed) == c_.next;  // =
+    return ((p_.tail.load(memory_order_acquire) ^ c_.next) & ~kClosed) == 0;  // =
   }
   std::uint64_t depth() const {
     const std::uint64_t t = p_.tail.load(memory_order_relaxed) & ~kClosed;  // =
-    const std::uint64_t h = c_.head.load(memory_order_relaxed);  // =
+    const std::uint64_t h = c_.head.load(memory_order_relaxed) & ~kClosed;  // =
     return ((t - h) & kCountMask) >> 40;  // =
   }
   /// The tail word as a whole (tests look at the closed bit).
   std::uint64_t tail_word() const { return p_.tail.load(memory_order_seq_cst); }
+  /// For tests that do not need the commit word.
+  Record* front() {
+    std::uint32_t w;
+    return front(w);
+  }
+  void pop() { pop(at(c_.next)->word.load(memory_order_relaxed)); }
 
  private:
   Record* at(std::uint64_t pos) const { return const_cast<Record*>(&cells_[(pos & mask_) / kRecordUnit]); }
   // mirrors include/tern/detail/ring.hpp
   static std::uint64_t advance(std::uint64_t w, std::uint64_t bytes, std::uint64_t count) {
-    return ((w + bytes) & kPosMask) | ((w + count * kCountOne) & kCountMask);  // =
+    return w + bytes + count * kCountOne;  // see "Positions" at the top of this file
   }
   static std::uint64_t used(std::uint64_t tail, std::uint64_t head) {
     return (tail - head) & kPosMask;  // =
@@ -176,13 +195,16 @@ class Ring {
   }
 
   // mirrors include/tern/detail/ring.hpp
+  // (the real one takes data_ too, and finds records at data + (pos & mask))
   template <class Fill>
-  void publish(std::uint64_t pos, std::uint64_t pad, std::uint32_t word, Fill&& fill, bool sc) {
-    if (pad) {
-      commit(*at(pos), static_cast<std::uint32_t>(pad) | kRecordPadding, sc);  // =
+  void publish(std::uint64_t mask, std::uint64_t pos, std::uint64_t pad, std::uint32_t word,
+               Fill&& fill, bool sc) {
+    RL_ASSERT(mask == mask_);
+    if (pad) [[unlikely]] {  // =
+      commit(*at(pos), static_cast<std::uint32_t>(pad) | kRecordPadding, sc);
       pos += pad;  // =
     }
-    Record& r = *at(pos);  // =
+    Record& r = *at(pos);
     fill(r, pos);  // the model's fill also writes the record's further cells
     commit(r, word, sc);  // =
   }

@@ -141,19 +141,21 @@ class Ring {
   PushStatus push_mpsc(std::uint32_t word, Fill&& fill, bool sc) noexcept {
     assert(!spsc_ && "push_mpsc on a ring initialised as spsc");
     const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};
+    unsigned char* const data = data_;
+    const std::uint64_t mask = mask_;
     std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
     std::uint64_t pad;
     for (;;) {
       if (pos & kClosed) return PushStatus::closed;
-      pad = padding(pos, bytes);
+      pad = padding(pos, bytes);  // why not the local mask: padding() reads mask_ itself
       // head_cache is release/acquire (plain moves on x86): a value another producer copied
       // from `head` carries the consumer's release with it, so our record write comes after
       // the consumer's last read (and zeroing) of that space, even when that producer then
       // found the ring full and made no CAS on tail.
-      if (used(pos, p_.head_cache.load(std::memory_order_acquire)) + pad + bytes > mask_ + 1) {
+      if (used(pos, p_.head_cache.load(std::memory_order_acquire)) + pad + bytes > mask + 1) {
         const std::uint64_t h = c_.head.load(std::memory_order_acquire);
         p_.head_cache.store(h, std::memory_order_release);
-        if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;
+        if (used(pos, h) + pad + bytes > mask + 1) return PushStatus::full;
       }
       // acq_rel on success: orders producers' claims among themselves.
       if (p_.tail.compare_exchange_weak(pos, advance(pos, pad + bytes, 1) & ~kClosed,
@@ -161,7 +163,7 @@ class Ring {
                                         std::memory_order_relaxed))
         break;
     }
-    publish(pos, pad, word, static_cast<Fill&&>(fill), sc);
+    publish(data, mask, pos, pad, word, static_cast<Fill&&>(fill), sc);
     return PushStatus::ok;
   }
 
@@ -170,6 +172,8 @@ class Ring {
   PushStatus push_spsc(std::uint32_t word, Fill&& fill, bool sc) noexcept {
     assert(spsc_ && "push_spsc on a ring initialised as mpsc");
     const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};
+    unsigned char* const data = data_;
+    const std::uint64_t mask = mask_;
     const std::uint64_t pos = p_.tail.load(std::memory_order_relaxed);
     // closed_, not a bit of tail (see the top of this file). Relaxed: a close() that
     // happened before this send is seen (coherence); one racing with it may still accept
@@ -178,19 +182,19 @@ class Ring {
     std::uint64_t pad = 0;
     // the common case in two compares: the record fits before the end of the array, and
     // in the space the cached head leaves
-    if ((pos & mask_) + bytes > mask_ + 1 ||
-        used(pos, p_.head_cache.load(std::memory_order_relaxed)) + bytes > mask_ + 1) [[unlikely]] {
+    if ((pos & mask) + bytes > mask + 1 ||
+        used(pos, p_.head_cache.load(std::memory_order_relaxed)) + bytes > mask + 1) [[unlikely]] {
       pad = padding(pos, bytes);
-      if (used(pos, p_.head_cache.load(std::memory_order_relaxed)) + pad + bytes > mask_ + 1) {
+      if (used(pos, p_.head_cache.load(std::memory_order_relaxed)) + pad + bytes > mask + 1) {
         const std::uint64_t h = c_.head.load(std::memory_order_acquire);
         p_.head_cache.store(h, std::memory_order_relaxed);
-        if (used(pos, h) + pad + bytes > mask_ + 1) return PushStatus::full;
+        if (used(pos, h) + pad + bytes > mask + 1) return PushStatus::full;
       }
     }
-    // only depth()/drained() readers look at it; never carries kClosed (close() leaves an
-    // spsc tail alone), so this store cannot erase a close
+    // only depth()/drained() readers look at it, masking bit 63 (which a count carry may
+    // set here: close() never sets it on an spsc tail, so this store cannot erase a close)
     p_.tail.store(advance(pos, pad + bytes, 1), std::memory_order_relaxed);
-    publish(pos, pad, word, static_cast<Fill&&>(fill), sc);
+    publish(data, mask, pos, pad, word, static_cast<Fill&&>(fill), sc);
     return PushStatus::ok;
   }
 
@@ -291,16 +295,20 @@ class Ring {
     return off + bytes > mask_ + 1 ? mask_ + 1 - off : 0;
   }
 
+  /// `data`, `mask`: data_ and mask_, read by the caller into locals before its own stores
+  /// (a payload or tail store could alias the members, so they would be read again).
   template <class Fill>
-  void publish(std::uint64_t pos, std::uint64_t pad, std::uint32_t word, Fill&& fill, bool sc) noexcept {
-    __builtin_prefetch(data_ + ((pos + kPrefetchAhead) & mask_), 1, 3);
+  static void publish(unsigned char* data, std::uint64_t mask, std::uint64_t pos, std::uint64_t pad,
+                      std::uint32_t word, Fill&& fill, bool sc) noexcept {
+    __builtin_prefetch(data + ((pos + kPrefetchAhead) & mask), 1, 3);
     if (pad) [[unlikely]] {
       // the same order as the record's commit: a parking consumer's seq_cst re-check may
       // look at the padding word first (P1 in docs/concurrency.md)
-      commit(*at(pos), static_cast<std::uint32_t>(pad) | kRecordPadding, sc);
+      commit(*reinterpret_cast<Record*>(data + (pos & mask)),
+             static_cast<std::uint32_t>(pad) | kRecordPadding, sc);
       pos += pad;
     }
-    Record& r = *at(pos);
+    Record& r = *reinterpret_cast<Record*>(data + (pos & mask));
     fill(r);
     commit(r, word, sc);
   }
