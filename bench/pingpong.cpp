@@ -31,7 +31,7 @@ static const char* kUsage =
     "usage: pingpong [--wake spin|futex|yield] [--iterations N] [--warmup N] [--cpus A,B]\n"
     "                [--spin N] [--yields N] [--mailbox spsc|mpsc] [--json FILE] [--hgrm PREFIX]\n"
     "                [--baselines all|floor] [--group] [--workers N] [--split-groups]\n"
-    "                [--rounds N] [--size 8|16|2048]\n"
+    "                [--rounds N] [--size 8|16|2048] [--inline N]\n"
     "  Round trip of one message between two actors on CPUs A and B, beside the bare floor\n"
     "  measured the same way in the same run. --spin: futex mode's empty polls before parking\n"
     "  (default 0: park on every hop; 'default': ThreadConfig's spin_limit, the library's\n"
@@ -45,7 +45,9 @@ static const char* kUsage =
     "  --split-groups: each actor in its own 1-worker Group, on CPU A and CPU B.\n"
     "  --rounds N: run every row N times (iterations / N each), in turn, and merge.\n"
     "  --size N: the tern ball's size in bytes (default 8, a timestamp; 2048 is pooled with\n"
-    "  the default MailboxConfig); the floor and baseline rows keep their own.\n";
+    "  the default MailboxConfig); the floor and baseline rows keep their own.\n"
+    "  --inline N: the tern mailboxes' inline_bytes (default 256; --size 2048 --inline 4096\n"
+    "  constructs the ball in the ring instead of a pool block).\n";
 
 namespace {
 /// The ball: its send time, padded to N bytes (--size; 8 is the plain timestamp).
@@ -95,6 +97,13 @@ class Pinger : public Actor {
 
 // futex mode: sched_yield polls after the spin, before parking (--yields).
 std::uint32_t g_yields = 0;
+std::uint32_t g_inline = Tuning::default_inline_bytes;  ///< --inline: the mailboxes' inline_bytes
+/// The tern rows' mailbox: capacity 1024, `kind`, inline limit --inline.
+MailboxConfig mailbox_config(MailboxKind kind) {
+  MailboxConfig c{1024, kind};
+  c.inline_bytes = g_inline;
+  return c;
+}
 
 template <class B>
 Histogram run_tern(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, int cpu_b,
@@ -107,8 +116,8 @@ Histogram run_tern(Wake wake, std::uint32_t spin, MailboxKind kind, int cpu_a, i
   ta.yield_limit = tb.yield_limit = g_yields;
   if (cpu_a >= 0) ta.cpus = {cpu_a};
   if (cpu_b >= 0) tb.cpus = {cpu_b};
-  ActorRef pong = mgr.emplace<Ponger<B>>("ponger", tb, MailboxConfig{1024, kind});
-  mgr.emplace<Pinger<B>>("pinger", ta, MailboxConfig{1024, kind}, pong, warmup, iterations, h);
+  ActorRef pong = mgr.emplace<Ponger<B>>("ponger", tb, mailbox_config(kind));
+  mgr.emplace<Pinger<B>>("pinger", ta, mailbox_config(kind), pong, warmup, iterations, h);
   mgr.init();
   mgr.run();
   mgr.end();
@@ -132,7 +141,7 @@ Histogram run_tern_group(Wake wake, std::uint32_t spin, std::uint32_t workers, i
   else
     gc.thread.cpus = {cpu_a, cpu_b};
   Group g("pingpong", gc);
-  const MailboxConfig mb{1024, MailboxKind::mpsc};
+  const MailboxConfig mb = mailbox_config(MailboxKind::mpsc);
   ActorRef pong = g.emplace<Ponger<B>>("ponger", mb);
   g.emplace<Pinger<B>>("pinger", mb, pong, warmup, iterations, h);
   mgr.attach(g);
@@ -155,7 +164,7 @@ Histogram run_tern_split(Wake wake, std::uint32_t spin, MailboxKind kind, int cp
   ga.thread.cpus = {cpu_a};
   gb.thread.cpus = {cpu_b};
   Group pinger("pinger", ga), ponger("ponger", gb);
-  const MailboxConfig mb{1024, kind};
+  const MailboxConfig mb = mailbox_config(kind);
   ActorRef pong = ponger.emplace<Ponger<B>>("ponger", mb);
   pinger.emplace<Pinger<B>>("pinger", mb, pong, warmup, iterations, h);
   // Ponger's group first: Manager starts groups in attach order, and the pinger's Start
@@ -369,7 +378,8 @@ int main(int argc, char** argv) {
                     {"baselines", "all"},
                     {"rounds", "1"},
                     {"workers", "2"},
-                    {"size", "8"}},
+                    {"size", "8"},
+                    {"inline", std::to_string(Tuning::default_inline_bytes)}},
                    kUsage, {"group", "split-groups"});
   const std::string wname = args.str("wake");
   Wake wake{};
@@ -402,6 +412,7 @@ int main(int argc, char** argv) {
   if (rounds == 0 || rounds > iters)
     bench::Args::fail("--rounds must be in 1..iterations", kUsage);
   g_yields = static_cast<std::uint32_t>(args.u64("yields"));
+  g_inline = static_cast<std::uint32_t>(args.u64("inline"));
 
   std::printf("pingpong: wake=%s mailbox=%s iterations=%llu warmup=%llu cpus=%d,%d%s%s\n",
               wname.c_str(), kind == MailboxKind::spsc ? "spsc" : "mpsc", (unsigned long long)iters,
