@@ -266,6 +266,7 @@ class QuoteFeed : public tern::Actor {
 
  private:
   void on_start(const tern::Start&) {
+    if (quotes_ == 0) return fed();
     // why at least 1 ms: a faster timer costs a wake-up per period on a shared machine;
     // each tick catches up with the rate instead.
     const std::uint64_t period = interval_us_ > 1000 ? interval_us_ : 1000;
@@ -291,6 +292,9 @@ class QuoteFeed : public tern::Actor {
     }
     if (published < quotes_) return;
     (void)cancel_timer(timer_);
+    fed();
+  }
+  void fed() {
     std::string last;
     for (std::uint32_t k = 0; k < kKeys; ++k)
       last += (k ? "," : "") + std::string(kSymbols[k]) + ":" + std::to_string(last_seq_[k]);

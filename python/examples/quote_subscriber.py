@@ -26,8 +26,9 @@ received: conflated or skipped by the C++ side), its staleness, and whether ever
 seq only went up. ``--csv FILE`` writes every Quote received (symbol,seq,bid,ask). At exit
 it unsubscribes (TopicUnsubscribe), unless ``--stay-subscribed``: then the C++ side's summary
 still counts this subscriber (its ``sent`` is what we received).
-Exit status: 0 ok; 1 the topic or feed not found (registry) or set-up error; 2 --quotes not
-all caught up within --seconds; 3 a symbol's seq went back.
+Exit status: 0 ok; 1 the topic or feed not found (by the registry, or a Reject from the C++
+side naming it) or set-up error; 2 --quotes not all caught up within --seconds; 3 a
+symbol's seq went back.
 """
 
 import argparse
@@ -64,6 +65,7 @@ class Subscriber(Actor):
         self.out_of_order = []  # (symbol, seq, previous seq)
         self.rows = []  # (symbol, seq, bid, ask), for --csv
         self.feed = None
+        self.rejected = None  # the C++ side's Reject of our TopicSubscribe (a wrong --topic)
 
     def on_start(self, _):
         self.feed = tern.TopicFeed(self, self.topic_ref, window=self.window)
@@ -82,6 +84,10 @@ class Subscriber(Actor):
             self.max_seq = max(self.max_seq, q.seq)
             self.rows.append((q.symbol, q.seq, q.bid, q.ask))
         self.feed.done()
+
+    def on_reject(self, r):
+        with self.lock:
+            self.rejected = f"{r.message_type} rejected by {r.rejected_by!r}: {r.reason}"
 
 
 def free_listen(listen: str) -> str:
@@ -171,24 +177,32 @@ def main(argv=None) -> int:
         published = 0
         finals = {}  # symbol -> its last seq, once the feed published --quotes
         caught_up = False
+        failed = None  # why the run cannot go on (a Reject from the C++ side)
         while time.monotonic() < deadline:
             time.sleep(args.sample_ms / 1000.0)
+            with sub.lock:
+                failed = sub.rejected
+            if failed:
+                break
             try:
                 snap = feed.ask(SnapshotRequest(""), timeout=max(1.0, args.sample_ms / 1000.0))
+                with sub.lock:
+                    seen = sub.max_seq
+                published = snap.sent
+                if published > 0:
+                    behind.append(max(0, (published - 1) - seen))
+                if not args.quotes or published < args.quotes:
+                    continue
+                for sym in symbols:
+                    if sym not in finals:
+                        last = feed.ask(SnapshotRequest(sym), timeout=5.0)
+                        if last.seq >= 0:
+                            finals[sym] = last.seq
             except TimeoutError:
-                continue  # the sample is skipped, not guessed
-            with sub.lock:
-                seen = sub.max_seq
-            published = snap.sent
-            if published > 0:
-                behind.append(max(0, (published - 1) - seen))
-            if not args.quotes or published < args.quotes:
-                continue
-            for sym in symbols:
-                if sym not in finals:
-                    s = feed.ask(SnapshotRequest(sym), timeout=5.0)
-                    if s.seq >= 0:
-                        finals[sym] = s.seq
+                continue  # the sample is skipped, not guessed; --seconds bounds the run
+            except tern.AskRejected as exc:  # e.g. a wrong --name
+                failed = str(exc)
+                break
             with sub.lock:
                 caught_up = len(finals) == len(symbols) and all(
                     sym in sub.per_symbol and sub.per_symbol[sym][1] == seq
@@ -203,6 +217,9 @@ def main(argv=None) -> int:
             received, per_symbol = sub.received, dict(sub.per_symbol)
             out_of_order, rows = list(sub.out_of_order), list(sub.rows)
             final = max(0, (published - 1) - sub.max_seq) if published else 0
+    if failed:
+        print(f"subscriber: {failed}", file=sys.stderr)
+        return 1
     if args.csv:
         with open(args.csv, "w") as f:
             f.write("symbol,seq,bid,ask\n")

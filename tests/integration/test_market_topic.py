@@ -19,9 +19,9 @@ def kv(line):
     return {k: int(v) for k, v in (p.split("=") for p in line.split()) if v.lstrip("-").isdigit()}
 
 
-def start_market(procs, *extra):
+def start_market(procs, *extra, quotes=QUOTES):
     return procs.start("market_data_gateway", [
-        require(cpp_example("market_data_gateway")), "--topic", "--quotes", QUOTES,
+        require(cpp_example("market_data_gateway")), "--topic", "--quotes", quotes,
         "--interval-us", 20, "--wait-subscribers", 1, "--timeout", 120, *extra])
 
 
@@ -133,3 +133,19 @@ def test_bad_topic_options_are_refused_naming_the_value(procs):
                     env=py_env())
     assert p.wait(20) == 2, p.output()
     assert "--window 0 is outside 1..4096" in p.stderr, p.output()
+
+
+def test_a_wrong_topic_or_feed_name_ends_the_subscriber_naming_it(procs):
+    market = start_market(procs, "--strategies", 0, quotes=0)
+    endpoint = market.wait_line(r"^market: topic 'quotes' listening on (\S+) as 'market'$").group(1)
+    market.wait_line(r"^market: fed published=0 last=AAPL:-1,MSFT:-1,ES:-1,EURUSD:-1$")
+    for flag, name in (("--topic", "ticks"), ("--name", "nobody")):
+        sub = procs.start("quote_subscriber.py", [
+            PY, PY_EXAMPLES / "quote_subscriber.py", "--endpoint", endpoint, flag, name,
+            "--quotes", 10, "--seconds", 20], env=py_env())
+        assert sub.wait(40) == 1, sub.output()
+        assert f"rejected by {name!r}: Actor {name!r} not found" in sub.stderr, sub.output()
+    assert market.stop() == 0, market.output()
+    stats = kv(market.wait_line(r"^market: topic 'quotes' (published=.*)$").group(1))
+    # the --name run had subscribed to 'quotes' and unsubscribed on its way out
+    assert stats["published"] == 0 and stats["subscribers"] == 0, stats
