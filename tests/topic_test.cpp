@@ -180,6 +180,58 @@ TEST_CASE("conflate: a subscriber 100x slower than the feed gets the latest valu
   CHECK(stale == 0);
 }
 
+// Found by the Relacy model (tests/relacy/topic_model_test.cpp, Conflate): a drain that
+// touched some keys and then found a cell lapped mid-scan emptied its list of touched keys
+// but left those keys marked, so touch() skipped them from then on: such a key was never
+// handed again. Here the key function (which a drain's scan calls on the subscriber's
+// thread) holds the scan after its first value while the feed laps the next cell.
+namespace {
+std::atomic<int> g_scan_phase{0};  // 1 armed, 2 the scan is held, 3 the feed lapped it
+std::thread::id g_feed_thread;
+std::uint32_t holding_key(const Tick& t) {
+  if (std::this_thread::get_id() != g_feed_thread) {
+    int armed = 1;
+    if (g_scan_phase.compare_exchange_strong(armed, 2))
+      for (int i = 0; i < 20000 && g_scan_phase.load() != 3; ++i)  // at most ~2 s
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return t.sym;
+}
+}  // namespace
+
+TEST_CASE("conflate: a lap in the middle of a drain's scan loses no key") {
+  g_feed_thread = std::this_thread::get_id();
+  g_scan_phase = 0;
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 2, .max_keys = 4}, &holding_key);
+  Manager mgr;
+  auto sub = std::make_unique<Sub>(topic, SlowPolicy::conflate);
+  Sub& s = *sub;
+  mgr.manage("conflating", std::move(sub));
+  mgr.init();
+  // 1. the subscriber is held in its handler of value 1 (drain 1, which read head = 1)
+  s.stall = true;
+  REQUIRE(topic.try_publish(Tick{0, 1, 0.0}) == SendResult::ok);
+  REQUIRE(wait_until([&] { return s.count.load() == 1; }));
+  // 2. values 2 (key 1) and 3 (key 2) fill the ring; drain 2 will scan them
+  REQUIRE(topic.try_publish(Tick{1, 2, 0.0}) == SendResult::ok);
+  REQUIRE(topic.try_publish(Tick{2, 3, 0.0}) == SendResult::ok);
+  g_scan_phase = 1;
+  s.stall = false;
+  // 3. drain 2's scan is held after touching key 1; values 4 and 5 lap its next cell
+  REQUIRE(wait_until([&] { return g_scan_phase.load() == 2; }));
+  REQUIRE(topic.try_publish(Tick{3, 4, 0.0}) == SendResult::ok);
+  REQUIRE(topic.try_publish(Tick{0, 5, 0.0}) == SendResult::ok);
+  g_scan_phase = 3;
+  // 4. key 1 must still be handed: its value 2 now, and a later value 6
+  CHECK(wait_until([&] { return s.latest[1].load() == 2; }, std::chrono::seconds(5)));
+  REQUIRE(topic.try_publish(Tick{1, 6, 0.0}) == SendResult::ok);
+  CHECK(wait_until([&] { return s.latest[1].load() == 6; }, std::chrono::seconds(5)));
+  CHECK(wait_until([&] {
+    return s.latest[0].load() == 5 && s.latest[2].load() == 3 && s.latest[3].load() == 4;
+  }, std::chrono::seconds(5)));
+  mgr.end();
+}
+
 TEST_CASE("conflate without keys, late subscribe and too many subscribers are set-up errors") {
   Topic<Tick> plain("plain");
   class A : public Actor {

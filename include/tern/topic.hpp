@@ -332,10 +332,10 @@ class Topic {
           all = true;  // lapped while scanning: every key may have moved
         }
       }
-      if (all) {
-        touched_.clear();
+      // why the keys already touched stay listed: they are marked, so touch() skips them
+      // (clearing the list here lost them for good; found by tests/relacy, Conflate)
+      if (all)
         for (std::uint32_t k = 0; k < t.cfg_.max_keys; ++k) touch(k);
-      }
       for (std::size_t i = 0; i < touched_.size(); ++i) {
         const std::uint32_t k = touched_[i];
         marked_[k] = 0;
