@@ -232,6 +232,55 @@ TEST_CASE("conflate: a lap in the middle of a drain's scan loses no key") {
   mgr.end();
 }
 
+namespace {
+struct Nudge {
+  static constexpr MessageId message_id = 4101;
+  int n = 0;
+};
+/// A Sub that also takes direct messages (to fill its mailbox); `hold` holds that handler.
+class NudgedSub : public Sub {
+ public:
+  NudgedSub(Topic<Tick>& t, SlowPolicy p) : Sub(t, p) { handle<&NudgedSub::on_nudge>(); }
+  void on_nudge(const Nudge&) {
+    nudges.fetch_add(1);
+    for (int i = 0; i < 100000 && hold.load(); ++i)  // at most ~5 s
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  std::atomic<int> nudges{0};
+  std::atomic<bool> hold{false};
+};
+}  // namespace
+
+// Found with the Relacy model (Rewake with a 2-slot mailbox): a TopicWake refused as full
+// left what was published unread until the next publish (for ever once the feed stopped).
+// A refused wake now goes to the priority lane.
+TEST_CASE("a subscriber whose mailbox is full still gets the last value") {
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 16});
+  Manager mgr;
+  auto owned = std::make_unique<NudgedSub>(topic, SlowPolicy::drop_oldest);
+  NudgedSub& s = *owned;
+  ActorRef ref = mgr.manage("busy", std::move(owned), {}, MailboxConfig{4});
+  mgr.init();
+  REQUIRE(topic.try_publish(Tick{0, 1, 0.0}) == SendResult::ok);
+  REQUIRE(wait_until([&] { return s.count.load() == 1; }));
+  // the subscriber is held in a direct message's handler, its mailbox full behind it
+  s.hold = true;
+  REQUIRE(ref.try_send(Nudge{}) == SendResult::ok);
+  REQUIRE(wait_until([&] { return s.nudges.load() == 1; }));
+  int sent = 1;
+  while (sent < 16 && ref.try_send(Nudge{}) == SendResult::ok) ++sent;
+  REQUIRE(ref.try_send(Nudge{}) == SendResult::full);
+  // the last value: its wake-up finds the normal lane full
+  REQUIRE(topic.try_publish(Tick{0, 2, 0.0}) == SendResult::ok);
+  s.hold = false;
+  CHECK(wait_until([&] { return s.count.load() == 2; }, std::chrono::seconds(5)));
+  CHECK(wait_until([&] { return s.nudges.load() == sent; }));
+  mgr.end();
+  CHECK(topic.stats().wakes_failed == 0);
+  REQUIRE(s.got.size() == 2);
+  CHECK(s.got[1] == 2);
+}
+
 TEST_CASE("conflate without keys, late subscribe and too many subscribers are set-up errors") {
   Topic<Tick> plain("plain");
   class A : public Actor {

@@ -16,6 +16,7 @@
 //   Topic::room_for         Topic::room_for             (T2, publisher side)
 //   Topic::wake_all         Topic::wake_all
 //   Subscription::wake      Topic::Subscription::wake   (T3, publisher side; coalescing)
+//   Subscription::send_wake Topic::Subscription::send_wake (normal lane, then priority)
 //   Subscription::drain     Topic::Subscription::drain  (T3, subscriber side; the cursor guard)
 //   Subscription::drain_ordered, drain_conflated, touch, rewake, cursor, closed, policy:
 //                           the members of the same names (T2 subscriber side, T4, T5)
@@ -35,7 +36,7 @@
 //     DATA RACE if they do not. The subscriber-private state (next_, delivered_, marked_)
 //     is rl::var too (`Own<>`): any access not ordered by happens-before is reported.
 //   - The subscriber's actor is a model Actor: a Mailbox (mailbox_model.hpp, the real
-//     push / park / notify protocol; 8 normal slots, TERN_RL_TOPIC_MAILBOX) whose
+//     push / park / notify protocol; 2 slots per lane, TERN_RL_TOPIC_MAILBOX) whose
 //     messages are TopicWakes; its runtime loop
 //     (run_subscriber) handles one message, destroys and pops it, releases the slot, and
 //     parks (futex) when the mailbox is empty. `actor_.self().try_send(TopicWake{this})`
@@ -50,6 +51,8 @@
 //   TERN_RL_BUG_EARLY_CURSOR    drain_ordered() publishes the cursor past a cell before
 //                               copying it (backpressure lets the publisher overwrite it)
 //   TERN_RL_BUG_NO_WAKE_FENCE   drain() clears `pending` without the seq_cst fence (T3)
+//   TERN_RL_BUG_NO_PRIORITY_WAKE  send_wake() gives up when the normal lane is full (the
+//                               gap this model found, fixed in topic.hpp)
 //   TERN_RL_BUG_NO_STALE_CHECK  drain_conflated() hands a key's latest value without
 //                               comparing its stamp with the last one handed
 //   TERN_RL_BUG_CLEAR_TOUCHED   the bug this model found in topic.hpp (fixed): a lap found
@@ -99,10 +102,11 @@ class Own {
 };
 
 #ifndef TERN_RL_TOPIC_MAILBOX
-#define TERN_RL_TOPIC_MAILBOX 8
+#define TERN_RL_TOPIC_MAILBOX 2
 #endif
-/// The subscribers' mailbox capacity (normal lane). See the Findings in docs/concurrency.md:
-/// with 2, a wake refused as full (a stale view of the mailbox head) strands the last value.
+/// The subscribers' mailbox capacity (normal lane; the priority lane has 2 slots). With 2,
+/// a wake can be refused as full (a stale view of the mailbox head), so send_wake's
+/// priority-lane fallback runs (without it, NO_PRIORITY_WAKE, the last value is stranded).
 inline constexpr unsigned kMailboxSlots = TERN_RL_TOPIC_MAILBOX;
 
 inline constexpr int kTopicWake = 7;  ///< the payload of a TopicWake in the model mailbox
@@ -123,14 +127,15 @@ struct Actor {
   void* log = nullptr;
   struct Self {
     Actor* a;
-    SendResult try_send(TopicWake w) {
+    SendResult try_send(TopicWake w, bool priority = false) {
       RL_ASSERT(w.sub == a->sub);
-      switch (a->mb.push([](Slot& s) { s.payload($) = kTopicWake; }, false)) {
+      switch (a->mb.push([](Slot& s) { s.payload($) = kTopicWake; }, priority)) {
         case PushStatus::ok: return SendResult::ok;
         case PushStatus::full: return SendResult::full;
         default: return SendResult::closed;
       }
     }
+    SendResult try_send_priority(TopicWake w) { return try_send(w, true); }
   };
   Self self() { return Self{this}; }
   void init() { mb.configure(MailboxKind::mpsc, Notify::futex); }
@@ -270,12 +275,11 @@ class Topic {
 
     // mirrors include/tern/topic.hpp
     void wake() {
-      Actor& actor_ = *this->actor_;
       Topic& topic_ = *this->topic_;
       if (pending_.load(memory_order_relaxed) || closed_.load(memory_order_relaxed))  // =
         return;  // =
       if (pending_.exchange(1, memory_order_acq_rel)) return;  // =
-      const SendResult r = actor_.self().try_send(TopicWake{this});  // =
+      const SendResult r = send_wake();  // =
       if (r == SendResult::ok) [[likely]]  // =
         return;  // =
       pending_.store(0, memory_order_relaxed);  // =
@@ -390,10 +394,22 @@ class Topic {
 
     // mirrors include/tern/topic.hpp
     void rewake() {
-      Actor& actor_ = *this->actor_;
       if (pending_.exchange(1, memory_order_acq_rel)) return;  // =
-      if (actor_.self().try_send(TopicWake{this}) != SendResult::ok)  // =
+      if (send_wake() != SendResult::ok)  // =
         pending_.store(0, memory_order_relaxed);  // =
+    }
+
+    // mirrors include/tern/topic.hpp
+    SendResult send_wake() {
+      Actor& actor_ = *this->actor_;
+      const SendResult r = actor_.self().try_send(TopicWake{this});  // =
+#ifndef TERN_RL_BUG_NO_PRIORITY_WAKE  // seeded bug: a wake refused as full is dropped
+      if (r != SendResult::full) [[likely]]  // =
+        return r;  // =
+      return actor_.self().try_send_priority(TopicWake{this});  // =
+#else
+      return r;
+#endif
     }
 
     /// Fixed-size stand-ins for the subscriber's vectors (their size is max_keys).

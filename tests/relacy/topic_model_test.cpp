@@ -15,6 +15,9 @@
 //                 a newer one, never one twice), and the latest value of every key arrives.
 //   Rewake        drain_batch 1: a drain that leaves values behind wakes itself again
 //                 (rewake) while the publisher's wakes keep coming; nothing is missed.
+//                 With 2-slot mailboxes a wake is at times refused as full (a stale view
+//                 of the mailbox head) and must go to the priority lane: this scenario
+//                 found that gap (NO_PRIORITY_WAKE).
 //   StopUnblocks  a backpressure subscriber stops (its mailbox closes: the publisher's next
 //                 wake is refused as closed) while the publisher is a lap ahead: the
 //                 publisher finishes, the other subscriber (drop_oldest) gets the last value;
