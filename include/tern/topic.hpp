@@ -64,7 +64,7 @@ struct SubscriptionStats {
 struct TopicStats {
   std::uint64_t published = 0;
   std::uint64_t refused_full = 0;  ///< try_publish refused: a backpressure subscriber is full
-  std::uint64_t wakes_failed = 0;  ///< a subscriber's mailbox was full (both lanes): woken at a later publish
+  std::uint64_t wakes_failed = 0;  ///< a subscriber's mailbox full, both lanes: woken later
   std::uint64_t bad_keys = 0;      ///< values whose key was >= max_keys (conflate skips them)
 };
 
