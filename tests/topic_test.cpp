@@ -180,6 +180,107 @@ TEST_CASE("conflate: a subscriber 100x slower than the feed gets the latest valu
   CHECK(stale == 0);
 }
 
+// Found by the Relacy model (tests/relacy/topic_model_test.cpp, Conflate): a drain that
+// touched some keys and then found a cell lapped mid-scan emptied its list of touched keys
+// but left those keys marked, so touch() skipped them from then on: such a key was never
+// handed again. Here the key function (which a drain's scan calls on the subscriber's
+// thread) holds the scan after its first value while the feed laps the next cell.
+namespace {
+std::atomic<int> g_scan_phase{0};  // 1 armed, 2 the scan is held, 3 the feed lapped it
+std::thread::id g_feed_thread;
+std::uint32_t holding_key(const Tick& t) {
+  if (std::this_thread::get_id() != g_feed_thread) {
+    int armed = 1;
+    if (g_scan_phase.compare_exchange_strong(armed, 2))
+      for (int i = 0; i < 20000 && g_scan_phase.load() != 3; ++i)  // at most ~2 s
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return t.sym;
+}
+}  // namespace
+
+TEST_CASE("conflate: a lap in the middle of a drain's scan loses no key") {
+  g_feed_thread = std::this_thread::get_id();
+  g_scan_phase = 0;
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 2, .max_keys = 4}, &holding_key);
+  Manager mgr;
+  auto sub = std::make_unique<Sub>(topic, SlowPolicy::conflate);
+  Sub& s = *sub;
+  mgr.manage("conflating", std::move(sub));
+  mgr.init();
+  // 1. the subscriber is held in its handler of value 1 (drain 1, which read head = 1)
+  s.stall = true;
+  REQUIRE(topic.try_publish(Tick{0, 1, 0.0}) == SendResult::ok);
+  REQUIRE(wait_until([&] { return s.count.load() == 1; }));
+  // 2. values 2 (key 1) and 3 (key 2) fill the ring; drain 2 will scan them
+  REQUIRE(topic.try_publish(Tick{1, 2, 0.0}) == SendResult::ok);
+  REQUIRE(topic.try_publish(Tick{2, 3, 0.0}) == SendResult::ok);
+  g_scan_phase = 1;
+  s.stall = false;
+  // 3. drain 2's scan is held after touching key 1; values 4 and 5 lap its next cell
+  REQUIRE(wait_until([&] { return g_scan_phase.load() == 2; }));
+  REQUIRE(topic.try_publish(Tick{3, 4, 0.0}) == SendResult::ok);
+  REQUIRE(topic.try_publish(Tick{0, 5, 0.0}) == SendResult::ok);
+  g_scan_phase = 3;
+  // 4. key 1 must still be handed: its value 2 now, and a later value 6
+  CHECK(wait_until([&] { return s.latest[1].load() == 2; }, std::chrono::seconds(5)));
+  REQUIRE(topic.try_publish(Tick{1, 6, 0.0}) == SendResult::ok);
+  CHECK(wait_until([&] { return s.latest[1].load() == 6; }, std::chrono::seconds(5)));
+  CHECK(wait_until([&] {
+    return s.latest[0].load() == 5 && s.latest[2].load() == 3 && s.latest[3].load() == 4;
+  }, std::chrono::seconds(5)));
+  mgr.end();
+}
+
+namespace {
+struct Nudge {
+  static constexpr MessageId message_id = 4101;
+  int n = 0;
+};
+/// A Sub that also takes direct messages (to fill its mailbox); `hold` holds that handler.
+class NudgedSub : public Sub {
+ public:
+  NudgedSub(Topic<Tick>& t, SlowPolicy p) : Sub(t, p) { handle<&NudgedSub::on_nudge>(); }
+  void on_nudge(const Nudge&) {
+    nudges.fetch_add(1);
+    for (int i = 0; i < 100000 && hold.load(); ++i)  // at most ~5 s
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  std::atomic<int> nudges{0};
+  std::atomic<bool> hold{false};
+};
+}  // namespace
+
+// Found with the Relacy model (Rewake with a 2-slot mailbox): a TopicWake refused as full
+// left what was published unread until the next publish (for ever once the feed stopped).
+// A refused wake now goes to the priority lane.
+TEST_CASE("a subscriber whose mailbox is full still gets the last value") {
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 16});
+  Manager mgr;
+  auto owned = std::make_unique<NudgedSub>(topic, SlowPolicy::drop_oldest);
+  NudgedSub& s = *owned;
+  ActorRef ref = mgr.manage("busy", std::move(owned), {}, MailboxConfig{4});
+  mgr.init();
+  REQUIRE(topic.try_publish(Tick{0, 1, 0.0}) == SendResult::ok);
+  REQUIRE(wait_until([&] { return s.count.load() == 1; }));
+  // the subscriber is held in a direct message's handler, its mailbox full behind it
+  s.hold = true;
+  REQUIRE(ref.try_send(Nudge{}) == SendResult::ok);
+  REQUIRE(wait_until([&] { return s.nudges.load() == 1; }));
+  int sent = 1;
+  while (sent < 16 && ref.try_send(Nudge{}) == SendResult::ok) ++sent;
+  REQUIRE(ref.try_send(Nudge{}) == SendResult::full);
+  // the last value: its wake-up finds the normal lane full
+  REQUIRE(topic.try_publish(Tick{0, 2, 0.0}) == SendResult::ok);
+  s.hold = false;
+  CHECK(wait_until([&] { return s.count.load() == 2; }, std::chrono::seconds(5)));
+  CHECK(wait_until([&] { return s.nudges.load() == sent; }));
+  mgr.end();
+  CHECK(topic.stats().wakes_failed == 0);
+  REQUIRE(s.got.size() == 2);
+  CHECK(s.got[1] == 2);
+}
+
 TEST_CASE("conflate without keys, late subscribe and too many subscribers are set-up errors") {
   Topic<Tick> plain("plain");
   class A : public Actor {

@@ -64,7 +64,7 @@ struct SubscriptionStats {
 struct TopicStats {
   std::uint64_t published = 0;
   std::uint64_t refused_full = 0;  ///< try_publish refused: a backpressure subscriber is full
-  std::uint64_t wakes_failed = 0;  ///< a subscriber's mailbox was full: woken at a later publish
+  std::uint64_t wakes_failed = 0;  ///< a subscriber's mailbox full, both lanes: woken later
   std::uint64_t bad_keys = 0;      ///< values whose key was >= max_keys (conflate skips them)
 };
 
@@ -241,7 +241,7 @@ class Topic {
       if (pending_.load(std::memory_order_relaxed) || closed_.load(std::memory_order_relaxed))
         return;
       if (pending_.exchange(1, std::memory_order_acq_rel)) return;
-      const SendResult r = actor_.self().try_send(TopicWake{this});
+      const SendResult r = send_wake();
       if (r == SendResult::ok) [[likely]]
         return;
       pending_.store(0, std::memory_order_relaxed);  // the next publish tries again
@@ -332,10 +332,10 @@ class Topic {
           all = true;  // lapped while scanning: every key may have moved
         }
       }
-      if (all) {
-        touched_.clear();
+      // why the keys already touched stay listed: they are marked, so touch() skips them
+      // (clearing the list here lost them for good; found by tests/relacy, Conflate)
+      if (all)
         for (std::uint32_t k = 0; k < t.cfg_.max_keys; ++k) touch(k);
-      }
       for (std::size_t i = 0; i < touched_.size(); ++i) {
         const std::uint32_t k = touched_[i];
         marked_[k] = 0;
@@ -359,8 +359,18 @@ class Topic {
     /// Hands itself another wake-up so that other messages interleave with a long backlog.
     void rewake() noexcept {
       if (pending_.exchange(1, std::memory_order_acq_rel)) return;
-      if (actor_.self().try_send(TopicWake{this}) != SendResult::ok)
+      if (send_wake() != SendResult::ok)
         pending_.store(0, std::memory_order_relaxed);  // the next publish wakes us
+    }
+
+    /// The TopicWake: normal lane, or the priority lane when the normal one is full.
+    SendResult send_wake() noexcept {
+      const SendResult r = actor_.self().try_send(TopicWake{this});
+      // why the fallback: a wake refused as full leaves what was published unread until
+      // the next publish, for ever if the feed stops (docs/concurrency.md, Topics, T3)
+      if (r != SendResult::full) [[likely]]
+        return r;
+      return actor_.self().try_send_priority(TopicWake{this});
     }
 
     Topic& topic_;
