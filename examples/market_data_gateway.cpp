@@ -39,7 +39,9 @@
 // as 'NAME'" at start, "market: fed published=N last=AAPL:SEQ,MSFT:SEQ,ES:SEQ,EURUSD:SEQ"
 // once the feed is done, then serves (late subscribers get the latest of every symbol) until
 // SIGINT/SIGTERM or --timeout, and prints "market: topic 'TOPIC' published=P subscribers=S
-// sent=N conflated=C topic_conflated=T refused=R refused_subscriptions=F snapshots=Q" (sent:
+// sent=N conflated=C topic_conflated=T refused=R refused_subscriptions=F snapshots=Q"
+// (subscribers: subscribed now; the counters cover every subscriber since the start, those
+// that unsubscribed included (TopicExport::totals); sent:
 // Quotes handed to the gateway for remote subscribers; conflated: replaced by a newer Quote
 // of their symbol before they had credit; topic_conflated: replaced before the exporter read
 // them; for one subscriber there from the first Quote, sent + conflated + topic_conflated =
@@ -417,13 +419,10 @@ int run_topic(const TopicOptions& o) {
   if (names) names->close();  // unregister while the gateway still exists
   mgr.end();
 
-  std::uint64_t sent = 0, conflated = 0, refused = 0;
-  const auto subs = exporter->subscriber_stats();
-  for (const auto& s : subs) {
-    sent += s.sent;
-    conflated += s.conflated;
-    refused += s.refused;
-  }
+  // every subscriber since the start, those that unsubscribed included
+  const tern::RemoteSubscriberTotals tot = exporter->totals();
+  const std::uint64_t sent = tot.sent, conflated = tot.conflated, refused = tot.refused;
+  const std::size_t subscribers = exporter->subscribers();
   // by actor name: the exporter's and each strategy's subscription to the topic
   const auto topic_subs = topic->subscription_stats();
   auto topic_sub = [&](const std::string& actor) {
@@ -434,7 +433,7 @@ int run_topic(const TopicOptions& o) {
   std::printf("market: topic '%s' published=%llu subscribers=%zu sent=%llu conflated=%llu "
               "topic_conflated=%llu refused=%llu refused_subscriptions=%llu snapshots=%llu\n",
               o.topic_name.c_str(), static_cast<unsigned long long>(topic->stats().published),
-              subs.size(), static_cast<unsigned long long>(sent),
+              subscribers, static_cast<unsigned long long>(sent),
               static_cast<unsigned long long>(conflated),
               static_cast<unsigned long long>(topic_sub(o.topic_name).conflated),
               static_cast<unsigned long long>(refused),

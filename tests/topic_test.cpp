@@ -403,6 +403,59 @@ TEST_CASE("TopicExport: a credit-paced subscriber gets the latest per key, and e
   CHECK(st[0].sent + st[0].conflated + topic_conflated == n);
 }
 
+namespace {
+/// Subscribes with a window of 4, takes `n` values, then unsubscribes.
+class LeavingSub : public Actor {
+ public:
+  LeavingSub(ActorRef exporter, std::uint64_t n) : exporter_(exporter), n_(n) {
+    handle<&LeavingSub::on_start>();
+    handle<&LeavingSub::on_tick>();
+  }
+  void on_start(const Start&) { (void)exporter_.send(TopicSubscribe{4}); }
+  void on_tick(const Tick&) {
+    if (got.load() == n_) return;  // in flight when we left
+    if (got.fetch_add(1) + 1 == n_)
+      (void)exporter_.send(TopicUnsubscribe{});
+    else
+      (void)exporter_.send(TopicCredit{1});
+  }
+  std::atomic<std::uint64_t> got{0};
+
+ private:
+  ActorRef exporter_;
+  std::uint64_t n_;
+};
+}  // namespace
+
+TEST_CASE("TopicExport: totals() keep the counters of a subscriber that unsubscribed") {
+  Topic<Tick> topic("ticks", TopicConfig{.capacity = 64, .max_keys = 4}, &tick_key);
+  Manager mgr;
+  auto ex = std::make_unique<TopicExport<Tick>>(topic);
+  TopicExport<Tick>& exporter = *ex;
+  const ActorRef ex_ref = mgr.manage("ticks", std::move(ex));
+  auto sub = std::make_unique<LeavingSub>(ex_ref, 10);
+  LeavingSub& s = *sub;
+  mgr.manage("leaver", std::move(sub));
+  mgr.init();
+  REQUIRE(wait_until([&] { return exporter.subscribers() == 1; }));
+  // publish until the subscriber has left (it leaves after 10 values)
+  std::uint64_t i = 0;
+  while (exporter.subscribers() != 0 && i < 1000000) {
+    ++i;
+    topic.publish(Tick{static_cast<std::uint32_t>(i % 4), i, 0});
+    if (i % 16 == 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  REQUIRE(exporter.subscribers() == 0);
+  mgr.end();
+  CHECK(exporter.subscriber_stats().empty());
+  const RemoteSubscriberTotals t = exporter.totals();
+  CHECK(t.subscribed == 1);
+  CHECK(t.departed == 1);
+  CHECK(t.sent >= 10);  // what it took, plus at most its window in flight when it left
+  CHECK(t.sent <= 10 + 4);
+  CHECK(s.got.load() == 10);
+}
+
 TEST_CASE("TopicExport needs a keyed topic") {
   Topic<Tick> plain("plain");
   CHECK_THROWS_WITH_AS(TopicExport<Tick>{plain}, doctest::Contains("needs max_keys"), std::logic_error);

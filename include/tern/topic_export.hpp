@@ -63,6 +63,13 @@ struct RemoteSubscriberStats {
   std::uint64_t refused = 0;    ///< sends the gateway refused (kept as pending, retried)
 };
 
+/// Counters over every remote subscriber since the start, those that unsubscribed included.
+struct RemoteSubscriberTotals {
+  std::uint64_t subscribed = 0;  ///< subscribers accepted (a re-subscribe of one counts once)
+  std::uint64_t departed = 0;    ///< of them, gone by TopicUnsubscribe
+  std::uint64_t sent = 0, conflated = 0, refused = 0;  ///< as in RemoteSubscriberStats
+};
+
 template <class T>
 class TopicExport : public Actor {
  public:
@@ -84,6 +91,19 @@ class TopicExport : public Actor {
     std::vector<RemoteSubscriberStats> out;
     for (const Sub& s : subs_) out.push_back({s.ref, s.credit, s.sent, s.conflated, s.refused});
     return out;
+  }
+  /// The same counters summed over every subscriber since the start, including those that
+  /// unsubscribed (subscriber_stats() lists only the current ones). Only from this actor's
+  /// handlers, or after Manager::end().
+  RemoteSubscriberTotals totals() const {
+    RemoteSubscriberTotals t = gone_;
+    t.subscribed = subscribed_;
+    for (const Sub& s : subs_) {
+      t.sent += s.sent;
+      t.conflated += s.conflated;
+      t.refused += s.refused;
+    }
+    return t;
   }
   /// TopicSubscribe refused (max_subscribers, or no sender to answer). Any thread.
   std::uint64_t refused_subscriptions() const noexcept {
@@ -129,6 +149,7 @@ class TopicExport : public Actor {
       subs_.push_back(Sub{from, 0, std::vector<std::uint8_t>(keys_, 0),
                           std::vector<std::uint32_t>(keys_, 0)});
       s = &subs_.back();
+      ++subscribed_;
       count_.store(subs_.size(), std::memory_order_relaxed);
     }
     s->credit = std::clamp<std::int64_t>(m.window, 1, cfg_.max_window);
@@ -146,6 +167,12 @@ class TopicExport : public Actor {
 
   void on_unsubscribe(const TopicUnsubscribe&) {
     const ActorRef from = sender();
+    if (const Sub* s = find(from)) {  // its counters stay in totals()
+      ++gone_.departed;
+      gone_.sent += s->sent;
+      gone_.conflated += s->conflated;
+      gone_.refused += s->refused;
+    }
     subs_.erase(std::remove_if(subs_.begin(), subs_.end(), [&](const Sub& s) { return s.ref == from; }),
                 subs_.end());
     count_.store(subs_.size(), std::memory_order_relaxed);
@@ -195,6 +222,8 @@ class TopicExport : public Actor {
   std::vector<T> latest_;
   std::vector<std::uint8_t> have_;
   std::vector<Sub> subs_;
+  RemoteSubscriberTotals gone_;  ///< counters of the subscribers that left (totals())
+  std::uint64_t subscribed_ = 0;
   std::atomic<std::uint64_t> refused_subs_{0};
   std::atomic<std::size_t> count_{0};
 };

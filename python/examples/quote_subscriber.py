@@ -24,8 +24,9 @@ once the feed published N and the last Quote of every ``--symbols`` symbol arriv
 runs ``--seconds``. Prints what it received per symbol, what it never saw (published -
 received: conflated or skipped by the C++ side), its staleness, and whether every symbol's
 seq only went up. ``--csv FILE`` writes every Quote received (symbol,seq,bid,ask). At exit
-it unsubscribes (TopicUnsubscribe), unless ``--stay-subscribed``: then the C++ side's summary
-still counts this subscriber (its ``sent`` is what we received).
+it unsubscribes (TopicUnsubscribe), unless ``--stay-subscribed``; the C++ side's summary
+counts this subscriber either way (its ``sent`` is what we received, summed over every
+subscriber), and its ``subscribers=`` only while we stay.
 Exit status: 0 ok; 1 the topic or feed not found (by the registry, or a Reject from the C++
 side naming it) or set-up error; 2 --quotes not all caught up within --seconds; 3 a
 symbol's seq went back.
@@ -137,8 +138,8 @@ def main(argv=None) -> int:
                          "yet (default 10 s)")
     ap.add_argument("--csv", help="write every Quote received to this file")
     ap.add_argument("--stay-subscribed", action="store_true",
-                    help="do not unsubscribe at exit: the C++ side's summary then still counts "
-                         "us (its 'sent' is what we received)")
+                    help="do not unsubscribe at exit (the C++ side's summary then still lists us "
+                         "among its subscribers=; its counters include us either way)")
     args = ap.parse_args(argv)
     if not 1 <= args.window <= 4096:
         ap.error(f"--window {args.window} is outside 1..4096")

@@ -131,19 +131,16 @@ int main(int argc, char** argv) {
   mgr.run();  // until SIGTERM/SIGINT
   feed.join();
   mgr.end();
-  std::uint64_t sent = 0, conflated = 0, refused = 0;
-  const auto subs = exporter->subscriber_stats();
-  for (const auto& s : subs) {
-    sent += s.sent;
-    conflated += s.conflated;
-    refused += s.refused;
-  }
+  // every subscriber since the start, those that unsubscribed included
+  const tern::RemoteSubscriberTotals tot = exporter->totals();
+  const std::uint64_t sent = tot.sent, conflated = tot.conflated, refused = tot.refused;
+  const std::size_t subscribers = exporter->subscribers();
   // values the exporter itself never saw: conflated by the topic while it was busy
   const std::uint64_t topic_conflated = topic.subscription_stats()[0].conflated;
   std::printf("topic: done subscribers=%zu sent=%" PRIu64 " conflated=%" PRIu64
               " topic_conflated=%" PRIu64 " refused=%" PRIu64 " backlog_max=%" PRIu64
               " dropped=%" PRIu64 "\n",
-              subs.size(), sent, conflated, topic_conflated, refused, backlog_max,
+              subscribers, sent, conflated, topic_conflated, refused, backlog_max,
               gw->stats().dropped_total());
   return 0;
 }
