@@ -144,15 +144,8 @@ class Mailbox {
         fill(r, pool_.block(handle));
       }
     };
-    PushStatus st;
-    if (high_priority) [[unlikely]] {
-      st = priority_.push_mpsc(word, put, sc);
-    } else if (ro_.kind == MailboxKind::spsc) {
-      check_single_producer();
-      st = normal_.push_spsc(word, put, sc);
-    } else {
-      st = normal_.push_mpsc(word, put, sc);
-    }
+    const PushStatus st =
+        high_priority ? priority_.push_mpsc(word, put, sc) : push_normal(word, put, sc);
     if (st != PushStatus::ok && pooled) [[unlikely]]
       pool_.free(handle);  // nothing was constructed in it
     if (high_priority && st == PushStatus::ok) [[unlikely]]
@@ -173,13 +166,7 @@ class Mailbox {
     const bool sc = ro_.notify != Notify::none;
     const std::uint32_t word = record_bytes(bytes, false);
     auto put = [&](Record& r) noexcept { fill(r, r.body()); };
-    PushStatus st;
-    if (ro_.kind == MailboxKind::spsc) {
-      check_single_producer();
-      st = normal_.push_spsc(word, put, sc);
-    } else {
-      st = normal_.push_mpsc(word, put, sc);
-    }
+    const PushStatus st = push_normal(word, put, sc);
     if (st == PushStatus::ok && sc) notify();
     return st;
   }
@@ -311,6 +298,15 @@ class Mailbox {
   void set_stamp(bool on) noexcept { ro_.stamp = on; }
 
  private:
+  /// The normal lane, by its claim discipline (push and push_inline).
+  template <class Put>
+  PushStatus push_normal(std::uint32_t word, Put& put, bool sc) noexcept {
+    if (ro_.kind == MailboxKind::spsc) {
+      check_single_producer();
+      return normal_.push_spsc(word, put, sc);
+    }
+    return normal_.push_mpsc(word, put, sc);
+  }
   void notify() noexcept {
     if (ro_.notify == Notify::futex) {
       // seq_cst load: pairs with the consumer's seq_cst sleep announcement (Dekker).

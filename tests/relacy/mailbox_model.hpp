@@ -72,18 +72,21 @@ class Mailbox {
   template <class Fill>
   PushStatus push(std::uint32_t word, Fill&& put, bool high_priority) {
     const bool sc = ro_.notify != Notify::none;  // =
-    PushStatus st;  // =
-    if (high_priority) [[unlikely]] {  // =
-      st = priority_.push_mpsc(word, put, sc);  // =
-    } else if (ro_.kind == MailboxKind::spsc) {  // =
-      st = normal_.push_spsc(word, put, sc);  // =
-    } else {  // =
-      st = normal_.push_mpsc(word, put, sc);  // =
-    }
+    const PushStatus st =  // =
+        high_priority ? priority_.push_mpsc(word, put, sc) : push_normal(word, put, sc);  // =
     if (high_priority && st == PushStatus::ok) [[unlikely]]  // =
       (void)sleep_.priority_hint.exchange(1, memory_order_release);  // =
     if (st == PushStatus::ok && sc) notify();  // =
     return st;  // =
+  }
+
+  // mirrors include/tern/mailbox.hpp (check_single_producer is not modelled)
+  template <class Put>
+  PushStatus push_normal(std::uint32_t word, Put& put, bool sc) {
+    if (ro_.kind == MailboxKind::spsc) {  // =
+      return normal_.push_spsc(word, put, sc);  // =
+    }
+    return normal_.push_mpsc(word, put, sc);  // =
   }
 
   // mirrors include/tern/mailbox.hpp
