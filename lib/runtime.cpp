@@ -255,13 +255,17 @@ void Runtime::run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
   }
   std::uint32_t idle = 0;
   const std::uint32_t yields = a.idle_yields_;
+  ShmInbox* const shm = a.shm_in_;  // exported to other processes (tern/shm.hpp)
   for (;;) {
-    const std::uint32_t n = drain(a, Tuning::batch, me);
+    std::uint32_t n = drain(a, Tuning::batch, me);
+    if (shm) [[unlikely]]
+      n += shm_drain(a, *shm, Tuning::batch, me);
     const std::uint32_t ph = a.phase_.load(std::memory_order_acquire);
     if (ph != 0) [[unlikely]] {
       ack_phase(a);
+      if (shm) shm_close(*shm);
       // phase 2: every producer has seen the close; leave once all accepted work is done.
-      if (ph == 2 && n == 0 && a.mailbox_.drained()) break;
+      if (ph == 2 && n == 0 && a.mailbox_.drained() && (!shm || shm_drained(*shm))) break;
     }
     if (n) {
       idle = 0;
@@ -281,7 +285,10 @@ void Runtime::run_loop(Actor& a, Wake wake, std::uint32_t spin_limit,
         } else if (idle <= spin_limit + yields) {
           sched_yield();
         } else {
-          a.mailbox_.park([&]() noexcept { return a.phase_.load(std::memory_order_seq_cst) != ph; });
+          if (shm)
+            shm_park(a, *shm, a.phase_, ph);
+          else
+            a.mailbox_.park([&]() noexcept { return a.phase_.load(std::memory_order_seq_cst) != ph; });
           idle = 0;
         }
         break;
@@ -469,6 +476,7 @@ std::string_view to_string(SendResult r) noexcept {
     case SendResult::closed: return "closed";
     case SendResult::no_target: return "no_target";
     case SendResult::too_large: return "too_large";
+    case SendResult::not_accepted: return "not_accepted";
   }
   return "?";
 }

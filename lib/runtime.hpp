@@ -38,6 +38,19 @@ struct Runtime {
   static bool try_run_inline(Actor& a, const MessageInfo& info, const void* msg, ActorRef from,
                              ThreadCtx* me) noexcept;
 
+  // Shared memory (lib/shm.cpp): an exported actor's connections from other processes,
+  // polled by its thread beside its mailbox.
+  /// Handles up to `limit` messages from the connections (takes the lock when any waits).
+  static std::uint32_t shm_drain(Actor& a, ShmInbox& in, std::uint32_t limit, ThreadCtx* me) noexcept;
+  /// Stop protocol phase 1: connections refuse new messages (peers' sends return closed).
+  static void shm_close(ShmInbox& in) noexcept;
+  /// Phase 2: everything committed handled (bounded: 100 ms after shm_close)?
+  static bool shm_drained(ShmInbox& in) noexcept;
+  /// Futex wake: parks on the export's doorbell, covering the mailbox too.
+  static void shm_park(Actor& a, ShmInbox& in, std::atomic<std::uint32_t>& phase,
+                       std::uint32_t ph) noexcept;
+  static bool shm_begin_park(ShmInbox& in) noexcept;
+
   static std::atomic<std::uint32_t>& phase(Actor& a) noexcept { return a.phase_; }
   static std::atomic<std::uint32_t>& ack(Actor& a) noexcept { return a.ack_; }
   static void set_owner(Actor& a, std::string name, Manager* m, Group* g) {

@@ -48,6 +48,13 @@ struct ActorStats {
 namespace detail {
 
 struct Runtime;  // lib/runtime.cpp: the loops that drain mailboxes
+struct ShmInbox;  // lib/shm.cpp: an exported actor's connections from other processes
+struct ShmLinkAccess;  // lib/shm.cpp
+/// Builds a message at `dst` (type-erased construct for a send that leaves the process).
+using ConstructFn = void (*)(void* ctx, void* dst) noexcept;
+/// A send to remote actor `remote` behind the shared-memory link actor `link` (tern/shm.hpp).
+SendResult shm_push(Actor& link, std::uint32_t remote, const MessageInfo& info, ConstructFn fn,
+                    void* ctx, ActorRef from, bool priority) noexcept;
 struct TopicAccess;  // tern/topic.hpp: registers the TopicWake handler
 std::uint64_t now_ns() noexcept;
 
@@ -135,6 +142,8 @@ class Actor {
 
  private:
   friend class ActorRef;
+  friend class ShmNode;
+  friend struct detail::ShmLinkAccess;
   friend class Manager;
   friend class Group;
   friend struct detail::Runtime;
@@ -238,6 +247,11 @@ class Actor {
   std::string name_;
   Manager* manager_ = nullptr;
   Group* group_ = nullptr;
+  // Shared memory (tern/shm.hpp): set up by a ShmNode before the actor starts.
+  detail::ShmInbox* shm_in_ = nullptr;  ///< exported: connections from other processes
+  bool shm_link_ = false;               ///< this actor stands for a peer process's actors
+  const void* shm_node_ = nullptr;      ///< the ShmNode that exported this actor
+  std::uint32_t shm_export_ = 0;        ///< 1 + its export index in that node's segment
 };
 
 // ---- templates --------------------------------------------------------------------------
@@ -292,8 +306,14 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
     return SendResult::no_target;
   Actor& a = *actor_;
   const std::uint32_t remote = remote_;
-  if (remote && detail::tl_ctx.direct_gateway == &a) [[unlikely]]
-    return send_direct<kStack>(a, info, construct, remote, from);
+  if (remote) [[unlikely]] {
+    if (detail::tl_ctx.direct_gateway == &a) return send_direct<kStack>(a, info, construct, remote, from);
+    if (a.shm_link_)  // another process on this host, through shared memory
+      return detail::shm_push(
+          a, remote, info,
+          [](void* c, void* dst) noexcept { (*static_cast<std::remove_reference_t<Construct>*>(c))(dst); },
+          &construct, from, priority);
+  }
   const bool stamp = a.mailbox_.stamps();
   const std::uint32_t type = detail::type_index_of(info);
   const std::uint32_t sender = from.actor_ ? from.actor_->index_ : 0;

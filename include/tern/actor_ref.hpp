@@ -20,6 +20,8 @@ enum class SendResult : std::uint8_t {
   no_target,  ///< empty ActorRef, or reply() with no sender to answer
   too_large,  ///< the message is larger than the target mailbox's max_message_bytes (or,
               ///< replying into a fast_send, than kFastReplyBytes); nothing was sent
+  not_accepted,  ///< a remote actor in another process (tern/shm.hpp) does not take this type
+                 ///< (not exported for it, or not trivially copyable); nothing was sent
 };
 
 /// Outcome of fast_send.

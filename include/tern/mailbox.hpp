@@ -57,6 +57,11 @@ enum class Notify : std::uint8_t {
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept;
 void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept;
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+/// The same on a word that other processes map too (not FUTEX_PRIVATE). A nonzero
+/// `timeout_us` bounds the wait (the caller re-checks whatever it waits for).
+void futex_wait_shared(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                       std::uint32_t timeout_us) noexcept;
+void futex_wake_shared(std::atomic<std::uint32_t>& word) noexcept;
 /// Adds 1 to an eventfd (wakes a consumer blocked in poll() on it). One write(2).
 void fd_wake(int fd) noexcept;
 
@@ -110,6 +115,11 @@ class Mailbox {
   /// Set-up only: wake a parked consumer by writing this eventfd instead of a futex wake, for
   /// a consumer that waits in poll() on the fd together with other sources (the gateway).
   void set_wake_fd(int fd) noexcept { ro_.wake_fd = fd; }
+  /// Set-up only: wake a parked consumer by bumping this word and a shared-futex wake on it
+  /// (a consumer that parks on a doorbell in memory shared with other processes, tern/shm.hpp).
+  void set_wake_doorbell(std::atomic<std::uint32_t>* word) noexcept { ro_.doorbell = word; }
+  /// How producers wake the consumer (set_notify).
+  Notify notify_mode() const noexcept { return ro_.notify; }
   /// Set-up only: how producers wake the consumer.
   void set_notify(Notify n, ReadyFn ready = nullptr, void* group = nullptr) noexcept {
     ro_.notify = n;
@@ -318,10 +328,14 @@ class Mailbox {
     }
   }
   void wake_parked() noexcept {
-    if (ro_.wake_fd >= 0) [[unlikely]]
+    if (ro_.wake_fd >= 0) [[unlikely]] {
       fd_wake(ro_.wake_fd);
-    else
+    } else if (ro_.doorbell) [[unlikely]] {
+      ro_.doorbell->fetch_add(1, std::memory_order_seq_cst);
+      futex_wake_shared(*ro_.doorbell);
+    } else {
       futex_wake_one(sleep_.word);
+    }
   }
   void check_single_producer() noexcept {
     // The producer is the actor whose handler is sending: its handlers never run on two
@@ -351,6 +365,7 @@ class Mailbox {
     void* group = nullptr;
     bool stamp = false;  ///< instrumentation on: producers stamp the send time
     int wake_fd = -1;    ///< >= 0: wake the parked consumer through this eventfd
+    std::atomic<std::uint32_t>* doorbell = nullptr;  ///< set: wake through this shared word
     std::uint32_t inline_bytes = Tuning::default_inline_bytes;  ///< larger: pooled
     std::uint32_t max_bytes = Tuning::default_max_message_bytes;
     std::uint32_t capacity = 0;

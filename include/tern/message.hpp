@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <new>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -60,6 +61,13 @@ struct MessageInfo {
   /// instead of this object's address. nullptr for a MessageInfo built by hand (it gets an
   /// index at its first send, under a lock).
   const std::uint32_t* index = nullptr;
+  /// alignof(T), and whether T is trivially copyable (only those cross a shared-memory
+  /// link, tern/shm.hpp). 0/false for a MessageInfo built by hand.
+  std::uint32_t align = 0;
+  bool trivially_copyable = false;
+  /// Hash of T's field layout (names, member types, offsets, sizes) when T declares its
+  /// fields with TERN_WIRE, else nullptr: part of a type's shared-memory fingerprint.
+  std::uint64_t (*layout_hash)() noexcept = nullptr;
 };
 
 namespace detail {
@@ -99,11 +107,67 @@ void relocate_fn(void* dst, void* src) noexcept {
 }
 }  // namespace detail
 
+namespace detail {
+/// FNV-1a, 64 bits: fingerprints of names and layouts (not a security hash).
+constexpr std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ull) {
+  for (const char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  return h;
+}
+template <class F>
+struct FieldMember;
+template <template <auto> class D, auto M>
+struct FieldMember<D<M>> {
+  static constexpr auto value = M;
+};
+template <class P>
+struct MemberType;
+template <class C, class V>
+struct MemberType<V C::*> {
+  using type = V;
+};
+template <class T>
+concept DeclaresFields = requires { T::wire_fields(); };
+/// The layout hash of a type that declares its fields (TERN_WIRE): each field's name, C++
+/// type name, size and offset, in declaration order.
+template <class T>
+std::uint64_t layout_hash_fn() noexcept {
+  std::uint64_t h = fnv1a(type_name<T>());
+  std::apply(
+      [&](const auto&... f) {
+        auto one = [&](const auto& field) {
+          using Decl = std::remove_cvref_t<decltype(field)>;
+          constexpr auto mp = FieldMember<Decl>::value;
+          using V = typename MemberType<std::remove_cv_t<decltype(mp)>>::type;
+          alignas(T) unsigned char buf[sizeof(T)]{};
+          const T* obj = reinterpret_cast<const T*>(buf);
+          const auto off = static_cast<std::uint64_t>(
+              reinterpret_cast<const unsigned char*>(&(obj->*mp)) - buf);
+          h = fnv1a(field.name, h);
+          h = fnv1a(type_name<V>(), h);
+          h = (h ^ (sizeof(V) * 0x10000 + off)) * 0x100000001b3ull;
+        };
+        (one(f), ...);
+        (void)one;  // a TERN_WIRE with no fields
+      },
+      T::wire_fields());
+  return h;
+}
+template <class T>
+constexpr auto layout_hash_of() noexcept {
+  if constexpr (DeclaresFields<T>)
+    return &layout_hash_fn<T>;
+  else
+    return static_cast<std::uint64_t (*)() noexcept>(nullptr);
+}
+}  // namespace detail
+
 template <MessageType T>
 inline constexpr MessageInfo message_info_v{
     T::message_id, static_cast<std::uint32_t>(sizeof(T)), type_name<T>(),
     std::is_trivially_destructible_v<T> ? nullptr : &detail::destroy_fn<T>,
-    &detail::relocate_fn<T>, &detail::TypeIndex<T>::value};
+    &detail::relocate_fn<T>, &detail::TypeIndex<T>::value,
+    static_cast<std::uint32_t>(alignof(T)), std::is_trivially_copyable_v<T>,
+    detail::layout_hash_of<T>()};
 
 template <class T>
 const std::uint32_t detail::TypeIndex<T>::value = detail::register_type_index(message_info_v<T>);

@@ -10,6 +10,7 @@
 #include <tern/manager.hpp>
 #include <tern/message.hpp>
 #include <tern/registry.hpp>  // link tern_gateway to use
+#include <tern/shm.hpp>
 #include <tern/thread_config.hpp>
 #include <tern/topic.hpp>
 #include <tern/wire.hpp>
