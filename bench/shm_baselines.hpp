@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bench_util.hpp"
 
@@ -52,6 +53,7 @@ constexpr int kSlots = 16;
 inline char g_paths[kSlots][256];
 inline volatile sig_atomic_t g_path_used[kSlots];
 inline volatile pid_t g_pids[kSlots];
+inline volatile sig_atomic_t g_pid_sig[kSlots];  ///< what a signal sends it (RouDi: SIGTERM)
 inline volatile sig_atomic_t g_in_child = 0;
 
 /// Remembers `path` for unlinking on a signal; returns its slot (or -1 if the table is full,
@@ -69,9 +71,10 @@ inline int add_path(const std::string& path) {
 inline void drop_path(int slot) {
   if (slot >= 0) g_path_used[slot] = 0;
 }
-inline int add_pid(pid_t pid) {
+inline int add_pid(pid_t pid, int sig = SIGKILL) {
   for (int i = 0; i < kSlots; ++i)
     if (g_pids[i] == 0) {
+      g_pid_sig[i] = sig;
       g_pids[i] = pid;
       return i;
     }
@@ -81,12 +84,13 @@ inline void drop_pid(int slot) {
   if (slot >= 0) g_pids[slot] = 0;
 }
 
-/// SIGINT/SIGTERM/SIGHUP in the parent: kill the children, unlink the files, then die of the
+/// SIGINT/SIGTERM/SIGHUP in the parent: kill the children (SIGKILL; RouDi SIGTERM, so that it
+/// removes its own files), unlink the files, then die of the
 /// same signal. Async-signal-safe calls only.
 inline void on_signal(int sig) {
   if (!g_in_child) {
     for (int i = 0; i < kSlots; ++i)
-      if (g_pids[i] > 0) kill(g_pids[i], SIGKILL);
+      if (g_pids[i] > 0) kill(g_pids[i], g_pid_sig[i]);
     for (int i = 0; i < kSlots; ++i)
       if (g_path_used[i]) unlink(g_paths[i]);
   }
@@ -370,6 +374,36 @@ class TwoProcs {
   pid_t pid_ = -1, reaped_pid_ = -1;
   int pid_slot_ = -1, status_ = 0, exited_early_ = 0;
   std::uint64_t deadline_ = 0, polls_ = 0;
+};
+
+// ---- what a mode gets and gives ----------------------------------------------------------------
+
+/// Everything a mode needs; one per run.
+struct Ctx {
+  std::uint64_t iterations = 0, warmup = 0, zmq_iterations = 0, zmq_warmup = 0, messages = 0;
+  std::uint64_t ring_bytes = 0;
+  std::uint32_t futex_spin = 0;
+  int cpu_a = -1, cpu_b = -1;  ///< -1: not pinned
+  double timeout_s = 60;
+  std::string shm_dir, ipc_dir;
+  Inject inject = Inject::none;
+
+  ProcOptions procs(const std::string& name) const { return {name, cpu_a, cpu_b, timeout_s, inject}; }
+};
+
+/// One round of one mode: latency histograms by key prefix ("floor_" -> floor_p50_ns ...) and
+/// rates by full key ("floor_stream_16_msgs_per_s"), each with its table label.
+struct RoundOut {
+  struct Lat {
+    std::string prefix, label;
+    tern::Histogram h;
+  };
+  struct Rate {
+    std::string key, label;
+    double msgs_per_s;
+  };
+  std::vector<Lat> lat;
+  std::vector<Rate> rate;
 };
 
 }  // namespace shmb

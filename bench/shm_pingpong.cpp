@@ -11,6 +11,8 @@
 //   floor-stream   a bare two-process SPSC ring of 16- and 256-byte messages in a shared mapping
 //   zmq-ipc        libzmq PAIR round trip of 16 bytes over ipc://, and PUSH/PULL streams of
 //   zmq-tcp        16 and 256 bytes; the same over tcp://127.0.0.1
+//   iceoryx        Eclipse iceoryx pub/sub round trip of 16 bytes (bench/shm_iceoryx.cpp; only
+//                  when the iceoryx_baseline feature found it)
 // Each mode runs --rounds times, the modes taking turns; the report is each key's median round.
 #include <zmq.h>
 
@@ -37,6 +39,15 @@
 using namespace tern;
 using shmb::Failure;
 
+#ifdef TERN_ICEORYX_BASELINE
+namespace shmb {
+RoundOut run_iceoryx(const Ctx& c);  // bench/shm_iceoryx.cpp
+}
+constexpr bool kIceoryx = true;
+#else
+constexpr bool kIceoryx = false;
+#endif
+
 static const char* kUsage =
     "usage: shm_pingpong [--only MODE[,MODE]] [--iterations N] [--warmup N] [--rounds R]\n"
     "                    [--zmq-iterations N] [--messages M] [--ring-bytes B] [--futex-spin N]\n"
@@ -44,6 +55,7 @@ static const char* kUsage =
     "  Cross-process baselines for the shared-memory transport, in one run on CPUs A and B\n"
     "  (parent on A, a forked child on B; not pinned when fewer than 2 CPUs are online).\n"
     "  Modes (default: all): floor futex-floor inproc inproc-stream floor-stream zmq-ipc zmq-tcp\n"
+    "  and iceoryx (when built with the iceoryx_baseline feature; it starts and stops RouDi)\n"
     "  --iterations N  round trips measured per round (default 100000), after --warmup N more\n"
     "                  (default iterations/10); zmq modes: --zmq-iterations (default\n"
     "                  min(iterations, 10000)) and a tenth of that as warm-up\n"
@@ -57,42 +69,16 @@ static const char* kUsage =
     "  --timeout S     seconds one two-process run may take before its child is killed and\n"
     "                  the mode reported failed (default 60)\n"
     "  --shm-dir DIR   where the shared-mapping files are made (default /dev/shm)\n"
-    "  --ipc-dir DIR   where zmq-ipc's socket files are made (default /tmp)\n"
+    "  --ipc-dir DIR   where zmq-ipc's socket files and iceoryx's RouDi config are made\n"
+    "                  (default /tmp)\n"
     "  --json          print one JSON object (all keys) instead of the table\n"
     "  --inject hang|crash  test hook: every child hangs, or exits with status 3\n"
     "  Exit status: 0, or 1 when a mode failed (the others still run), 2 on a usage error.\n";
 
 namespace {
 
-/// Everything a mode needs; one per run.
-struct Ctx {
-  std::uint64_t iterations = 0, warmup = 0, zmq_iterations = 0, zmq_warmup = 0, messages = 0;
-  std::uint64_t ring_bytes = 0;
-  std::uint32_t futex_spin = 0;
-  int cpu_a = -1, cpu_b = -1;  ///< -1: not pinned
-  double timeout_s = 60;
-  std::string shm_dir, ipc_dir;
-  shmb::Inject inject = shmb::Inject::none;
-
-  shmb::ProcOptions procs(const std::string& name) const {
-    return {name, cpu_a, cpu_b, timeout_s, inject};
-  }
-};
-
-/// One round of one mode: latency histograms by key prefix ("floor_" -> floor_p50_ns ...) and
-/// rates by full key ("floor_stream_16_msgs_per_s").
-struct RoundOut {
-  struct Lat {
-    std::string prefix, label;
-    Histogram h;
-  };
-  struct Rate {
-    std::string key, label;
-    double msgs_per_s;
-  };
-  std::vector<Lat> lat;
-  std::vector<Rate> rate;
-};
+using shmb::Ctx;
+using shmb::RoundOut;
 
 // ---- floor and futex-floor: two lines of a shared mapping --------------------------------------
 
@@ -564,6 +550,9 @@ const Mode kModes[] = {
     {"floor-stream", run_floor_stream},
     {"zmq-ipc", run_zmq_ipc},
     {"zmq-tcp", run_zmq_tcp},
+#ifdef TERN_ICEORYX_BASELINE
+    {"iceoryx", shmb::run_iceoryx},
+#endif
 };
 
 std::string mode_names() {
@@ -641,6 +630,22 @@ int main(int argc, char** argv) {
                     {"ipc-dir", "/tmp"},
                     {"inject", "none"}},
                    kUsage, {"json"});
+  std::vector<const Mode*> modes;
+  if (args.str("only").empty()) {
+    for (const Mode& m : kModes) modes.push_back(&m);
+  } else {
+    std::stringstream ss(args.str("only"));
+    for (std::string name; std::getline(ss, name, ',');) {
+      const Mode* m = std::find_if(std::begin(kModes), std::end(kModes),
+                                   [&](const Mode& x) { return name == x.name; });
+      if (m == std::end(kModes) && name == "iceoryx" && !kIceoryx)
+        bench::Args::fail("--only: mode 'iceoryx' is not built (the iceoryx_baseline feature did not "
+                          "find libiceoryx-posh-dev and iox-roudi)", kUsage);
+      if (m == std::end(kModes))
+        bench::Args::fail("--only: unknown mode '" + name + "' (modes: " + mode_names() + ")", kUsage);
+      if (std::find(modes.begin(), modes.end(), m) == modes.end()) modes.push_back(m);
+    }
+  }
   Ctx c;
   c.iterations = args.u64("iterations");
   if (c.iterations == 0) bench::Args::fail("--iterations must be at least 1", kUsage);
@@ -676,19 +681,6 @@ int main(int argc, char** argv) {
   if (pinned) {
     c.cpu_a = cpus[0];
     c.cpu_b = cpus[1];
-  }
-  std::vector<const Mode*> modes;
-  if (args.str("only").empty()) {
-    for (const Mode& m : kModes) modes.push_back(&m);
-  } else {
-    std::stringstream ss(args.str("only"));
-    for (std::string name; std::getline(ss, name, ',');) {
-      const Mode* m = std::find_if(std::begin(kModes), std::end(kModes),
-                                   [&](const Mode& x) { return name == x.name; });
-      if (m == std::end(kModes))
-        bench::Args::fail("--only: unknown mode '" + name + "' (modes: " + mode_names() + ")", kUsage);
-      if (std::find(modes.begin(), modes.end(), m) == modes.end()) modes.push_back(m);
-    }
   }
   const bool json = args.flag("json");
   shmb::cleanup::install();

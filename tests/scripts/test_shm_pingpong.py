@@ -19,6 +19,8 @@ SHM_PINGPONG = BUILD / "bench" / "shm_pingpong"
 pytestmark = pytest.mark.skipif(not SHM_PINGPONG.exists(), reason="benchmarks not built")
 
 SMALL = ["--iterations", "2000", "--rounds", "1", "--messages", "20000"]
+# Every mode but iceoryx (optional, tested on its own below).
+BASE_MODES = "floor,futex-floor,inproc,inproc-stream,floor-stream,zmq-ipc,zmq-tcp"
 LAT_PREFIXES = ["floor_", "futex_floor_", "inproc_", "zmq_ipc_", "zmq_tcp_"]
 RATE_KEYS = [f"{k}_{size}_msgs_per_s" for k in
              ["floor_stream", "inproc_stream", "zmq_ipc_push", "zmq_tcp_push"]
@@ -48,7 +50,7 @@ def gone(pid, within=5.0):
 
 
 def test_every_baseline_key_is_present_and_positive(tmp_path):
-    out, made = run(tmp_path, *SMALL, "--json")
+    out, made = run(tmp_path, *SMALL, "--only", BASE_MODES, "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     for p in LAT_PREFIXES:
@@ -138,3 +140,50 @@ def test_no_child_outlives_the_benchmark(tmp_path, sig):
         if p.poll() is None:
             p.kill()
             p.wait(timeout=20)
+
+
+def iceoryx_built():
+    out = subprocess.run([str(SHM_PINGPONG), "--only", "iceoryx", "--iterations", "0"],
+                         capture_output=True, text=True, timeout=30)
+    return "is not built" not in out.stderr
+
+
+ROUDI_FILES = ["/tmp/roudi", "/tmp/roudi.lock", "/tmp/iox-unique-roudi.lock",
+               "/dev/shm/iceoryx_mgmt"]
+
+needs_iceoryx = pytest.mark.skipif(
+    not SHM_PINGPONG.exists() or not iceoryx_built() or os.path.exists("/tmp/roudi"),
+    reason="iceoryx mode not built (iceoryx_baseline), or a RouDi is already running")
+
+
+def iceoryx_leftovers(pid):
+    own = [f"/tmp/tern-shmbench-{pid}-{r}{s}" for r in ("echo", "ping") for s in ("", ".lock")]
+    return [f for f in ROUDI_FILES + own if os.path.exists(f)]
+
+
+@needs_iceoryx
+def test_iceoryx_round_trip_starts_and_stops_its_roudi(tmp_path):
+    d = tmp_path / "made"
+    d.mkdir()
+    p = subprocess.Popen([str(SHM_PINGPONG), "--only", "iceoryx", *SMALL, "--ipc-dir", str(d),
+                          "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    doc = json.loads(out)
+    for q in ("p50", "p99", "p999"):
+        assert doc[f"iceoryx_{q}_ns"] > 0, q
+    assert doc["iceoryx_count"] == 2000
+    assert iceoryx_leftovers(p.pid) == [] and list(d.iterdir()) == []
+
+
+@needs_iceoryx
+def test_iceoryx_hanging_child_is_killed_and_roudi_stopped(tmp_path):
+    d = tmp_path / "made"
+    d.mkdir()
+    p = subprocess.Popen([str(SHM_PINGPONG), "--only", "iceoryx", "--inject", "hang", "--timeout",
+                          "2", "--ipc-dir", str(d), "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 1
+    assert "did not finish within 2 s" in json.loads(out)["errors"]["iceoryx"]
+    assert iceoryx_leftovers(p.pid) == [] and list(d.iterdir()) == []
