@@ -204,13 +204,14 @@ class ShmFile {
 // mapping the same file wait and wake on the same word.
 
 /// Sleeps while `w` holds `expected`, at most `timeout_ns` (0: no limit). Returns at once if it
-/// does not; may return spuriously.
-inline void futex_wait_shared(std::atomic<std::uint32_t>& w, std::uint32_t expected,
+/// does not; may return spuriously. True when it returned because the time ran out.
+inline bool futex_wait_shared(std::atomic<std::uint32_t>& w, std::uint32_t expected,
                               std::uint64_t timeout_ns) noexcept {
   timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000u),
               static_cast<long>(timeout_ns % 1'000'000'000u)};
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected,
-          timeout_ns ? &ts : nullptr, nullptr, 0);
+  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAIT, expected,
+                 timeout_ns ? &ts : nullptr, nullptr, 0) != 0 &&
+         errno == ETIMEDOUT;
 }
 inline void futex_wake_shared(std::atomic<std::uint32_t>& w) noexcept {
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE, 1, nullptr, nullptr, 0);

@@ -97,7 +97,8 @@ static_assert(sizeof(SeqLine) == 64 && offsetof(PingPongShm, to_parent) == 64);
 /// Returns once `l.seq == v`. After `spin` polls the waiter announces itself (sleeping = 1),
 /// re-checks and parks on the word. The announce/re-check and post_seq's store/look are all
 /// seq_cst: either the waiter sees the new seq or the poster sees the flag (Dekker), so no
-/// wake is lost. `idle` runs after each park (the parent's deadline check).
+/// wake is lost. `idle(timed_out)` runs after each park (the parent's deadline check: a full
+/// check only when the park timed out, so a measured hop pays no extra syscall).
 template <class Idle>
 void wait_seq(SeqLine& l, std::uint64_t v, std::uint32_t spin, std::uint64_t park_ns, Idle&& idle) {
   for (std::uint32_t k = 0; k < spin; ++k) {
@@ -111,8 +112,7 @@ void wait_seq(SeqLine& l, std::uint64_t v, std::uint32_t spin, std::uint64_t par
       l.sleeping.store(0, std::memory_order_relaxed);
       return;
     }
-    shmb::futex_wait_shared(l.sleeping, 1, park_ns);
-    idle();
+    idle(shmb::futex_wait_shared(l.sleeping, 1, park_ns));
   }
 }
 /// Publishes `v`; one FUTEX_WAKE only when the peer said it sleeps (the peer clears nothing
@@ -137,7 +137,7 @@ RoundOut run_floor_any(const Ctx& c, bool futex) {
     ctl.stage.store(1, std::memory_order_release);
     for (std::uint64_t i = 1; i <= total; ++i) {
       if (futex) {
-        wait_seq(s->to_child, i, spin, 0, [] {});
+        wait_seq(s->to_child, i, spin, 0, [](bool) {});
         post_seq(s->to_parent, i);
       } else {
         while (s->to_child.seq.load(std::memory_order_acquire) != i) bench::relax();
@@ -152,7 +152,12 @@ RoundOut run_floor_any(const Ctx& c, bool futex) {
     const std::uint64_t t0 = bench::now_ns();
     if (futex) {
       post_seq(ps->to_child, i);
-      wait_seq(ps->to_parent, i, spin, 100'000'000, [&] { p.check(); });
+      wait_seq(ps->to_parent, i, spin, 100'000'000, [&](bool timed_out) {
+        if (timed_out)
+          p.check();
+        else
+          p.poll();
+      });
     } else {
       ps->to_child.seq.store(i, std::memory_order_release);
       while (ps->to_parent.seq.load(std::memory_order_acquire) != i) p.poll();

@@ -187,3 +187,32 @@ def test_iceoryx_hanging_child_is_killed_and_roudi_stopped(tmp_path):
     assert p.returncode == 1
     assert "did not finish within 2 s" in json.loads(out)["errors"]["iceoryx"]
     assert iceoryx_leftovers(p.pid) == [] and list(d.iterdir()) == []
+
+
+@pytest.mark.parametrize("only", ["floor", "futex-floor", "floor-stream", "zmq-ipc"])
+def test_a_child_killed_mid_run_fails_its_mode_at_once(tmp_path, only):
+    made = tmp_path / "made"
+    made.mkdir()
+    p = subprocess.Popen([str(SHM_PINGPONG), "--only", only, "--iterations", "100000000",
+                          "--zmq-iterations", "100000000", "--messages", "10000000000",
+                          "--rounds", "1", "--timeout", "600", "--shm-dir", str(made),
+                          "--ipc-dir", str(made), "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        children = []
+        end = time.monotonic() + 20
+        while not children and time.monotonic() < end:
+            time.sleep(0.05)
+            with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+                children = [int(x) for x in f.read().split()]
+        assert children, "no child was forked"
+        time.sleep(0.5)  # into the measured loop
+        os.kill(children[0], signal.SIGKILL)
+        out, err = p.communicate(timeout=20)  # far below --timeout: the death is noticed
+        assert p.returncode == 1, err
+        assert "killed by signal 9" in json.loads(out)["errors"][only]
+        assert list(made.iterdir()) == []
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=20)
