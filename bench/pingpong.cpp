@@ -24,6 +24,7 @@
 #include <tern/manager.hpp>
 
 #include "bench_util.hpp"
+#include "tern_pingpong.hpp"
 
 using namespace tern;
 
@@ -50,50 +51,11 @@ static const char* kUsage =
     "  constructs the ball in the ring instead of a pool block).\n";
 
 namespace {
-/// The ball: its send time, padded to N bytes (--size; 8 is the plain timestamp).
 template <std::size_t N>
-struct BallN {
-  static constexpr MessageId message_id = 1000 + N;
-  std::uint64_t t0 = 0;
-  unsigned char pad[N - 8] = {};
-};
-template <>
-struct BallN<8> {
-  static constexpr MessageId message_id = 1;
-  std::uint64_t t0 = 0;
-};
+using BallN = bench::BallN<N>;
 using Ball = BallN<8>;
-
-template <class B>
-class Ponger : public Actor {
- public:
-  Ponger() { handle<&Ponger::on_ball>(); }
-  void on_ball(const B& b) { (void)reply(B{b.t0}); }
-};
-
-template <class Ball>
-class Pinger : public Actor {
- public:
-  Pinger(ActorRef peer, std::uint64_t warmup, std::uint64_t iterations, Histogram& h)
-      : peer_(peer), warmup_(warmup), total_(warmup + iterations), h_(h) {
-    handle<&Pinger::on_start>();
-    handle<&Pinger::on_ball>();
-  }
-  void on_start(const Start&) { (void)peer_.send(Ball{bench::now_ns()}); }
-  void on_ball(const Ball& b) {
-    const std::uint64_t t1 = bench::now_ns();
-    if (n_++ >= warmup_) h_.record(t1 - b.t0);
-    if (n_ < total_)
-      (void)peer_.send(Ball{bench::now_ns()});
-    else
-      terminate();
-  }
-
- private:
-  ActorRef peer_;
-  std::uint64_t warmup_, total_, n_ = 0;
-  Histogram& h_;
-};
+using bench::Pinger;
+using bench::Ponger;
 
 // futex mode: sched_yield polls after the spin, before parking (--yields).
 std::uint32_t g_yields = 0;
