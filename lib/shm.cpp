@@ -183,6 +183,7 @@ struct ShmInbox {
   Export* x = nullptr;
   std::vector<const MessageInfo*> infos;  ///< by type code
   std::vector<std::uint32_t> index;       ///< by type code: our type index
+  std::vector<std::uint32_t> sizes;       ///< by type code: its size
   struct Conn {
     std::uint32_t s = 0;
     Slot* slot = nullptr;
@@ -296,8 +297,8 @@ void ring_doorbell(Export* x) noexcept {
 
 /// Frees a slot whose peer is gone: zero both rings, then hand it to the next process.
 void free_slot(ShmNode::Impl& n, ShmInbox& in, ShmInbox::Conn& c) noexcept {
-  const std::uint64_t left = c.normal.drained() ? 0 : 1;
-  if (left) n.n.undelivered.fetch_add(1, std::memory_order_relaxed);
+  n.n.undelivered.fetch_add(c.normal.pending_bytes(n.cfg.ring_bytes) + c.prio.pending_bytes(kPrioRingBytes),
+                            std::memory_order_relaxed);
   c.normal.reset(n.cfg.ring_bytes);
   c.prio.reset(kPrioRingBytes);
   std::uint32_t dead = kDead;
@@ -407,15 +408,9 @@ std::uint32_t Runtime::shm_drain(Actor& a, ShmInbox& in, std::uint32_t limit, Th
       }
       if (!r) break;
       const std::uint32_t code = r->type;
-      if (code >= in.infos.size()) {
-        why = "a type code outside the exported types";
-        break;
-      }
+      why = check_record(w, code, static_cast<std::uint32_t>(in.sizes.size()), in.sizes.data());
+      if (why) break;
       const MessageInfo& info = *in.infos[code];
-      if ((w & ~std::uint32_t{kRecordUnit - 1}) < record_bytes(info.size, false)) {
-        why = "a record shorter than its type";
-        break;
-      }
       const std::uint32_t sender = r->sender;
       a.cur_.sender = sender && c.link ? c.link : 0;
       a.cur_.sender_remote = sender && c.link ? (kReplyBit | (sender & ~kReplyBit)) : 0;
@@ -536,10 +531,8 @@ ShmNode::~ShmNode() {
     }
   }
   n.links.clear();
-  for (Impl::Ex& e : n.exports) {
-    ShmLinkAccess::set_export(*e.actor, nullptr, nullptr, 0);
-    e.actor->mailbox().set_wake_doorbell(nullptr);
-  }
+  // The exported actors are not touched: they have stopped (Manager::end() comes first) and
+  // may already be destroyed (a Manager destroyed before this node).
   if (n.base) {
     header(n.base)->state.store(2, std::memory_order_seq_cst);
     for (std::uint32_t e = 0; e < n.exports.size(); ++e) {
@@ -662,6 +655,7 @@ void ShmNode::Impl::create_segment() {
       x->types[t] = detail::fingerprint(*ex.types[t]);
       in->infos.push_back(ex.types[t]);
       in->index.push_back(detail::type_index_of(*ex.types[t]));
+      in->sizes.push_back(ex.types[t]->size);
     }
     ex.inbox = std::move(in);
   }

@@ -194,6 +194,17 @@ inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, 
   return true;
 }
 
+/// The consumer's check of a record front() returned, before its payload is touched: its
+/// type code names one of the export's `n_types` types and the record holds that type
+/// (`sizes[code]` bytes). nullptr when it may be dispatched, else why not.
+inline const char* check_record(std::uint32_t w, std::uint32_t code, std::uint32_t n_types,
+                                const std::uint32_t* sizes) noexcept {
+  if (code >= n_types) return "a type code outside the exported types";
+  if ((w & ~std::uint32_t{kRecordUnit - 1}) < record_bytes(sizes[code], false))
+    return "a record shorter than its type";
+  return nullptr;
+}
+
 /// The producer side of a ring in a segment: any number of threads of one process (claims
 /// are a CAS on the shared tail, as Ring::push_mpsc). Positions are plain byte counts.
 class RingWriter {
@@ -299,6 +310,11 @@ class RingReader {
   bool empty() const noexcept {
     return reinterpret_cast<const Record*>(data_ + (next_ & mask_))
                ->word.load(std::memory_order_acquire) == 0;
+  }
+  /// Bytes claimed by producers and not consumed (bounded by the ring: the tail is a hint).
+  std::uint64_t pending_bytes(std::uint32_t bytes) const noexcept {
+    const std::uint64_t d = ctl_->tail.load(std::memory_order_acquire) - next_;
+    return d > bytes ? bytes : d;
   }
   /// Has every claim been consumed? (the producers' tail: a hint, never followed)
   bool drained() const noexcept { return ctl_->tail.load(std::memory_order_acquire) == next_; }
