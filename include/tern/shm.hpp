@@ -72,7 +72,8 @@ struct ShmStats {
   std::uint64_t undelivered_bytes = 0;  ///< claimed by a peer that died before committing
   std::uint64_t links_up = 0;           ///< times one of our links (to a peer node) came up
   std::uint64_t links_lost = 0;         ///< times one went down (peer died or stopped)
-  std::uint64_t refused_mismatch = 0;   ///< links refused for a type fingerprint mismatch
+  std::uint64_t refused_mismatch = 0;   ///< attempts to link refused for a type fingerprint
+                                        ///< mismatch (the monitor's retries included)
   std::uint64_t reclaimed = 0;          ///< stale segments of a crashed owner reclaimed
 };
 
