@@ -44,6 +44,14 @@ bool lock_byte(int fd, std::uint64_t off) noexcept {
   fl.l_len = 1;
   return fcntl(fd, F_OFD_SETLK, &fl) == 0;
 }
+void unlock_byte(int fd, std::uint64_t off) noexcept {
+  struct flock fl {};
+  fl.l_type = F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(off);
+  fl.l_len = 1;
+  (void)fcntl(fd, F_OFD_SETLK, &fl);
+}
 /// Does another open file hold a lock on byte `off`?
 bool byte_locked(int fd, std::uint64_t off) noexcept {
   struct flock fl {};
@@ -783,10 +791,14 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
         Slot* slot = slot_at(b, l, c->slots, e, s);
         if (slot->state.load(std::memory_order_acquire) != kFree) continue;
         if (!detail::lock_byte(pfd, slot_offset(l, c->slots, e, s))) continue;
-        if (slot->state.load(std::memory_order_acquire) != kFree) continue;  // keep the lock: harmless
+        if (slot->state.load(std::memory_order_acquire) != kFree) {
+          // taken by a peer that died just now: our lock would make it look alive
+          detail::unlock_byte(pfd, slot_offset(l, c->slots, e, s));
+          continue;
+        }
         slot->peer_pid = static_cast<std::uint32_t>(getpid());
         slot->peer_nonce = started ? nonce : 0;
-        detail::copy_name(slot->peer_node, kNameBytes, started ? cfg.name : std::string_view("-"));
+        detail::copy_name(slot->peer_node, kNameBytes, started ? std::string_view(cfg.name) : std::string_view());
         ex.slot = slot;
         ex.normal = RingWriter(&slot->normal, ring_data(b, l, c->slots, ring, e, s, false), ring);
         ex.prio = RingWriter(&slot->prio, ring_data(b, l, c->slots, ring, e, s, true), prio);
