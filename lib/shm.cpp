@@ -398,45 +398,44 @@ std::uint32_t Runtime::shm_drain(Actor& a, ShmInbox& in, std::uint32_t limit, Th
   if (!any) return 0;
   while (!a.try_lock(me)) cpu_relax();
   std::uint32_t n = 0;
-  for (std::size_t i = 0; i < in.conns.size() && n < limit;) {
-    ShmInbox::Conn& c = in.conns[i];
-    const char* why = nullptr;
+  const std::uint32_t n_types = static_cast<std::uint32_t>(in.sizes.size());
+  const std::uint32_t* const sizes = in.sizes.data();
+  const std::uint32_t* const index = in.index.data();
+  // One ring up to the batch limit: nullptr, or why its connection must fail.
+  auto drain_ring = [&](RingReader& ring, std::uint32_t link) noexcept -> const char* {
     while (n < limit) {
       bool bad = false;
       std::uint32_t w;
-      RingReader* ring = &c.prio;
-      Record* r = c.prio.front(w, bad);
-      if (!r && !bad) {
-        ring = &c.normal;
-        r = c.normal.front(w, bad);
-      }
-      if (bad) {
-        why = "a commit word this format never writes";
-        break;
-      }
-      if (!r) break;
+      Record* r = ring.front(w, bad);
+      if (!r) return bad ? "a commit word this format never writes" : nullptr;
       const std::uint32_t code = r->type;
-      why = check_record(w, code, static_cast<std::uint32_t>(in.sizes.size()), in.sizes.data());
-      if (why) break;
-      const MessageInfo& info = *in.infos[code];
+      if (const char* why = check_record(w, code, n_types, sizes)) [[unlikely]]
+        return why;
       const std::uint32_t sender = r->sender;
-      a.cur_.sender = sender && c.link ? c.link : 0;
-      a.cur_.sender_remote = sender && c.link ? (kReplyBit | (sender & ~kReplyBit)) : 0;
+      a.cur_.sender = sender && link ? link : 0;
+      a.cur_.sender_remote = sender && link ? (kReplyBit | sender) : 0;
       try {
-        a.dispatch_indexed(in.index[code], r->body());
+        a.dispatch_indexed(index[code], r->body());
       } catch (...) {
-        note_handler_exception(a, info);
+        note_handler_exception(a, *in.infos[code]);
       }
-      ring->pop(w);
+      ring.pop(w);
       ++n;
     }
+    return nullptr;
+  };
+  for (std::size_t i = 0; i < in.conns.size() && n < limit;) {
+    ShmInbox::Conn& c = in.conns[i];
+    // the priority lane first, once per batch (a priority message waits at most one batch)
+    const char* why = drain_ring(c.prio, c.link);
+    if (!why) why = drain_ring(c.normal, c.link);
     c.prio.release();
     c.normal.release();
-    if (why) {
+    if (why) [[unlikely]] {
       fail_conn(in, i, why);
       continue;
     }
-    if (c.dead && c.normal.empty() && c.prio.empty()) {
+    if (c.dead && c.normal.empty() && c.prio.empty()) [[unlikely]] {
       free_slot(*in.node, in, c);
       in.conns.erase(in.conns.begin() + static_cast<std::ptrdiff_t>(i));
       continue;

@@ -248,7 +248,11 @@ class RingWriter {
 
  private:
   static void commit(Record& r, std::uint32_t word, bool sc) noexcept {
-    r.word.store(word, sc ? std::memory_order_seq_cst : std::memory_order_release);
+    // two stores, not one with a run-time order: that compiles to the strongest (xchg)
+    if (sc)
+      r.word.store(word, std::memory_order_seq_cst);
+    else
+      r.word.store(word, std::memory_order_release);
   }
   RingCtl* ctl_ = nullptr;
   unsigned char* data_ = nullptr;
