@@ -34,33 +34,26 @@ namespace {
 
 std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 
+/// An OFD lock request of `type` on byte `off`.
+int lock_op(int fd, int cmd, short type, std::uint64_t off, short* found = nullptr) noexcept {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(off);
+  fl.l_len = 1;
+  const int r = fcntl(fd, cmd, &fl);
+  if (found) *found = fl.l_type;
+  return r;
+}
 /// Takes an OFD write lock on byte `off` of `fd` without waiting. The kernel drops it when
 /// the last descriptor of that open file goes, so a lock is how a process says "alive".
-bool lock_byte(int fd, std::uint64_t off) noexcept {
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(off);
-  fl.l_len = 1;
-  return fcntl(fd, F_OFD_SETLK, &fl) == 0;
-}
-void unlock_byte(int fd, std::uint64_t off) noexcept {
-  struct flock fl {};
-  fl.l_type = F_UNLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(off);
-  fl.l_len = 1;
-  (void)fcntl(fd, F_OFD_SETLK, &fl);
-}
+bool lock_byte(int fd, std::uint64_t off) noexcept { return lock_op(fd, F_OFD_SETLK, F_WRLCK, off) == 0; }
+void unlock_byte(int fd, std::uint64_t off) noexcept { (void)lock_op(fd, F_OFD_SETLK, F_UNLCK, off); }
 /// Does another open file hold a lock on byte `off`?
 bool byte_locked(int fd, std::uint64_t off) noexcept {
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(off);
-  fl.l_len = 1;
-  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: do not declare it dead
-  return fl.l_type != F_UNLCK;
+  short found = F_UNLCK;
+  if (lock_op(fd, F_OFD_GETLK, F_WRLCK, off, &found) != 0) return true;  // cannot tell: not dead
+  return found != F_UNLCK;
 }
 
 bool valid_node_name(std::string_view n) {
@@ -314,6 +307,18 @@ void free_slot(ShmNode::Impl& n, ShmInbox& in, ShmInbox::Conn& c) noexcept {
   in.x->conn_gen.fetch_add(1, std::memory_order_acq_rel);
 }
 
+/// The consumer's view of slot `s` of the export: both lanes, read from the start.
+ShmInbox::Conn conn_of(ShmNode::Impl& n, ShmInbox& in, std::uint32_t s, Slot* slot) {
+  ShmInbox::Conn c;
+  c.s = s;
+  c.slot = slot;
+  c.normal = RingReader(&slot->normal, ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, false),
+                        n.cfg.ring_bytes);
+  c.prio = RingReader(&slot->prio, ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, true),
+                      kPrioRingBytes);
+  return c;
+}
+
 void rescan(ShmInbox& in) {
   ShmNode::Impl& n = *in.node;
   in.seen_gen = in.x->conn_gen.load(std::memory_order_acquire);
@@ -324,15 +329,7 @@ void rescan(ShmInbox& in) {
                            [&](const ShmInbox::Conn& c) { return c.s == s; });
     const bool known = it != in.conns.end();
     if (st == kActive && !known) {
-      ShmInbox::Conn c;
-      c.s = s;
-      c.slot = slot;
-      c.normal = RingReader(&slot->normal,
-                            ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, false),
-                            n.cfg.ring_bytes);
-      c.prio = RingReader(&slot->prio,
-                          ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, true),
-                          kPrioRingBytes);
+      ShmInbox::Conn c = conn_of(n, in, s, slot);
       char peer[kNameBytes];
       std::memcpy(peer, slot->peer_node, kNameBytes);
       peer[kNameBytes - 1] = 0;
@@ -348,15 +345,7 @@ void rescan(ShmInbox& in) {
       if (known) {
         it->dead = true;  // drained first (shm_drain), then freed
       } else {
-        ShmInbox::Conn c;
-        c.s = s;
-        c.slot = slot;
-        c.normal = RingReader(&slot->normal,
-                              ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, false),
-                              n.cfg.ring_bytes);
-        c.prio = RingReader(&slot->prio,
-                            ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, true),
-                            kPrioRingBytes);
+        ShmInbox::Conn c = conn_of(n, in, s, slot);
         // never read: whatever is in it came before we looked; drop it
         c.normal.reset(n.cfg.ring_bytes);
         c.prio.reset(kPrioRingBytes);

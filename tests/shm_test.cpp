@@ -115,6 +115,21 @@ class Client : public tern::Actor {
   std::atomic<std::uint64_t> got{0}, bad{0};
 };
 
+/// An Echo actor exported by a started node `name`, its Manager running (ended first).
+struct EchoNode {
+  tern::Manager m;
+  Echo* echo = new Echo;
+  tern::ShmNode node;
+  EchoNode(const ShmDir& dir, const std::string& name, tern::Wake wake = tern::Wake::spin)
+      : node(dir.cfg(name)) {
+    m.manage("echo", std::unique_ptr<tern::Actor>(echo), tern::ThreadConfig{.wake = wake});
+    node.export_actor(m.find("echo"));
+    node.start();
+    m.init();
+  }
+  ~EchoNode() { m.end(); }
+};
+
 }  // namespace
 
 TEST_CASE("shm: a remote actor is an ActorRef: send, reply, priority, in order and intact") {
@@ -173,18 +188,14 @@ TEST_CASE("shm: a remote actor is an ActorRef: send, reply, priority, in order a
 
 TEST_CASE("shm: a reply needs an exported sender; an unexported one gets no_target") {
   ShmDir dir;
-  tern::Manager ma;
-  auto* echo = new Echo;
-  ma.manage("echo", std::unique_ptr<tern::Actor>(echo));
-  tern::ShmNode a(dir.cfg("a")), b(dir.cfg("b"));
-  a.export_actor(ma.find("echo"));
-  a.start();
-  ma.init();
+  EchoNode en(dir, "a");
+  [[maybe_unused]] tern::ShmNode& a = en.node;
+  [[maybe_unused]] Echo* echo = en.echo;
+  tern::ShmNode b(dir.cfg("b"));
   const tern::ActorRef echo_ref = b.remote("a", "echo", 2000ms);
   CHECK(echo_ref.send(Ping{0, ~0ull}) == tern::SendResult::ok);  // from a non-actor thread
   REQUIRE(wait_until([&] { return echo->got.load() == 1; }));
   CHECK(wait_until([&] { return echo->reply_failed.load() == 1; }));
-  ma.end();
 }
 
 TEST_CASE("shm: set-up errors name the value") {
@@ -211,12 +222,10 @@ TEST_CASE("shm: set-up errors name the value") {
 
 TEST_CASE("shm: the exported actor must exist on the node; a segment file has mode 0600") {
   ShmDir dir;
-  tern::Manager ma;
-  ma.manage("echo", std::make_unique<Echo>());
-  tern::ShmNode a(dir.cfg("a")), b(dir.cfg("b"));
-  a.export_actor(ma.find("echo"));
-  a.start();
-  ma.init();
+  EchoNode en(dir, "a");
+  [[maybe_unused]] tern::ShmNode& a = en.node;
+  [[maybe_unused]] Echo* echo = en.echo;
+  tern::ShmNode b(dir.cfg("b"));
   struct stat st {};
   REQUIRE(stat(a.path().c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
@@ -228,7 +237,6 @@ TEST_CASE("shm: the exported actor must exist on the node; a segment file has mo
   CHECK(dir_list[0].pid == static_cast<std::uint32_t>(getpid()));
   REQUIRE(dir_list[0].actors.size() == 1);
   CHECK(dir_list[0].actors[0] == "echo");
-  ma.end();
 }
 
 namespace {
@@ -256,12 +264,10 @@ struct Scribbler {
 
 TEST_CASE("shm: a fingerprint mismatch is refused naming the type and the difference") {
   ShmDir dir;
-  tern::Manager ma;
-  ma.manage("echo", std::make_unique<Echo>());
-  tern::ShmNode a(dir.cfg("a")), b(dir.cfg("b"));
-  a.export_actor(ma.find("echo"));
-  a.start();
-  ma.init();
+  EchoNode en(dir, "a");
+  [[maybe_unused]] tern::ShmNode& a = en.node;
+  [[maybe_unused]] Echo* echo = en.echo;
+  tern::ShmNode b(dir.cfg("b"));
   {
     Scribbler s(a.path());
     auto* x = s.first_export();
@@ -282,17 +288,14 @@ TEST_CASE("shm: a fingerprint mismatch is refused naming the type and the differ
   }
   CHECK_THROWS_WITH_AS(b.remote("a", "echo"), doctest::Contains("Wired): field layout"),
                        std::runtime_error);
-  ma.end();
 }
 
 TEST_CASE("shm: a corrupted segment header is refused, never misread") {
   ShmDir dir;
-  tern::Manager ma;
-  ma.manage("echo", std::make_unique<Echo>());
-  tern::ShmNode a(dir.cfg("a")), b(dir.cfg("b"));
-  a.export_actor(ma.find("echo"));
-  a.start();
-  ma.init();
+  EchoNode en(dir, "a");
+  [[maybe_unused]] tern::ShmNode& a = en.node;
+  [[maybe_unused]] Echo* echo = en.echo;
+  tern::ShmNode b(dir.cfg("b"));
   struct Case {
     std::size_t off;
     std::uint32_t value;
@@ -319,18 +322,14 @@ TEST_CASE("shm: a corrupted segment header is refused, never misread") {
     std::memcpy(s.base + c.off, &saved, 4);
   }
   CHECK_NOTHROW(b.remote("a", "echo"));
-  ma.end();
 }
 
 TEST_CASE("shm: garbage written into a connection's ring fails that connection, not the reader") {
   ShmDir dir;
-  tern::Manager ma;
-  auto* echo = new Echo;
-  ma.manage("echo", std::unique_ptr<tern::Actor>(echo));
-  tern::ShmNode a(dir.cfg("a")), b(dir.cfg("b")), c(dir.cfg("c"));
-  a.export_actor(ma.find("echo"));
-  a.start();
-  ma.init();
+  EchoNode en(dir, "a");
+  [[maybe_unused]] tern::ShmNode& a = en.node;
+  [[maybe_unused]] Echo* echo = en.echo;
+  tern::ShmNode b(dir.cfg("b")), c(dir.cfg("c"));
   const tern::ActorRef via_b = b.remote("a", "echo", 2000ms);
   const tern::ActorRef via_c = c.remote("a", "echo", 2000ms);
   REQUIRE(via_b.send(Ping{0, ~0ull}) == tern::SendResult::ok);
@@ -357,7 +356,6 @@ TEST_CASE("shm: garbage written into a connection's ring fails that connection, 
   REQUIRE(via_c.send(Ping{0, ~0ull}) == tern::SendResult::ok);
   REQUIRE(wait_until([&] { return echo->got.load() == 2; }));
   CHECK(echo->bad.load() == 0);
-  ma.end();
 }
 
 TEST_CASE("shm: a peer that goes away frees its connection; a node that comes back is reconnected") {
@@ -386,34 +384,20 @@ TEST_CASE("shm: a peer that goes away frees its connection; a node that comes ba
   tern::ShmNode b(dir.cfg("b"));
   tern::ActorRef ref;  // kept across the restart: the same (link, name)
   {
-    tern::Manager m2;
-    auto* echo2 = new Echo;
-    m2.manage("echo", std::unique_ptr<tern::Actor>(echo2));
-    tern::ShmNode a2(dir.cfg("a2"));
-    a2.export_actor(m2.find("echo"));
-    a2.start();
-    m2.init();
+    EchoNode a2(dir, "a2");
     ref = b.remote("a2", "echo", 2000ms);
     REQUIRE(ref.send(Ping{0, ~0ull}) == tern::SendResult::ok);
-    REQUIRE(wait_until([&] { return echo2->got.load() == 1; }));
-    m2.end();
+    REQUIRE(wait_until([&] { return a2.echo->got.load() == 1; }));
   }
   // a2 destroyed: closed within the monitor interval
   CHECK(wait_until([&] { return !b.connected(ref); }, 2000ms));
   CHECK(ref.try_send(Ping{}) == tern::SendResult::closed);
-  tern::Manager m3;
-  auto* echo3 = new Echo;
-  m3.manage("echo", std::unique_ptr<tern::Actor>(echo3));
-  tern::ShmNode a3(dir.cfg("a2"));
-  a3.export_actor(m3.find("echo"));
-  a3.start();
-  m3.init();
+  EchoNode a3(dir, "a2");
   REQUIRE(wait_until([&] { return b.connected(ref); }, 5000ms));
   REQUIRE(ref.send(Ping{0, ~0ull}) == tern::SendResult::ok);
-  REQUIRE(wait_until([&] { return echo3->got.load() == 1; }));
+  REQUIRE(wait_until([&] { return a3.echo->got.load() == 1; }));
   CHECK(b.stats().links_lost >= 1);
   CHECK(b.stats().links_up >= 2);
-  m3.end();
 }
 
 TEST_CASE("shm: a segment left by a dead owner is reclaimed at start") {
