@@ -1008,3 +1008,25 @@ std::vector<ShmNodeInfo> ShmNode::directory(const std::string& dir) {
 }
 
 }  // namespace tern
+
+namespace tern {
+
+std::size_t ShmNode::remove_stale(const std::string& dir) {
+  std::size_t removed = 0;
+  for (const ShmNodeInfo& info : directory(dir)) {
+    if (info.alive) continue;
+    const int fd = open(info.path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) continue;
+    // the owner lock decides, not the snapshot: a node may have started meanwhile
+    Header h{};
+    const bool ours = pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) && h.magic == kMagic;
+    if (ours && detail::lock_byte(fd, 0)) {
+      unlink(info.path.c_str());
+      ++removed;
+    }
+    close(fd);
+  }
+  return removed;
+}
+
+}  // namespace tern

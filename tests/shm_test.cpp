@@ -413,4 +413,17 @@ TEST_CASE("shm: a segment left by a dead owner is reclaimed at start") {
   tern::ShmNode a(dir.cfg("a"));
   CHECK_NOTHROW(a.start());
   CHECK(a.stats().reclaimed == 1);
+  // a segment whose owner is gone (a node's file, its lock dropped) is removed by
+  // remove_stale; a live node's is kept
+  {
+    tern::ShmNode gone(dir.cfg("gone"));
+    gone.start();
+    std::filesystem::copy_file(gone.path(), dir.path + "/tern.left");
+  }
+  CHECK(tern::ShmNode::directory(dir.path).size() == 2);
+  CHECK(tern::ShmNode::remove_stale(dir.path) == 1);
+  const auto left = tern::ShmNode::directory(dir.path);
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].name == "a");
+  CHECK(left[0].alive);
 }

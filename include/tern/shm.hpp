@@ -130,6 +130,10 @@ class ShmNode {
   /// The nodes with a segment in `dir`: name, owner pid, alive or left by a crash, and the
   /// actors each exports.
   static std::vector<ShmNodeInfo> directory(const std::string& dir = "/dev/shm");
+  /// Removes the segments in `dir` that no live process owns (left by a crash whose node
+  /// never came back: each pins its memory until removed). Returns how many were removed.
+  /// Safe while nodes run: a live owner's segment is never touched.
+  static std::size_t remove_stale(const std::string& dir = "/dev/shm");
 
   struct Impl;
 
