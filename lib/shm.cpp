@@ -93,7 +93,7 @@ std::string fingerprint_difference(const TypeEntry& peer, const MessageInfo& m) 
            " in the peer";
   };
   if (mine.name_hash != peer.name_hash)
-    return "name '" + std::string(m.name) + "' here, '" + std::string(peer.name) + "' in the peer";
+    return "name '" + std::string(m.name) + "' here, '" + fixed_name(peer.name, kTypeNameBytes) + "' in the peer";
   if (mine.size != peer.size) return both("size", mine.size, peer.size);
   if (mine.align != peer.align) return both("alignment", mine.align, peer.align);
   if (mine.layout != peer.layout) return "field layout (TERN_WIRE) differs";
@@ -722,8 +722,9 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
   if (header(b)->state.load(std::memory_order_acquire) != 1 || !detail::byte_locked(pfd, 0))
     return give_up(p + " is not open (being built, closed, or left by a dead process)", m, len);
   Layout l;
+  Header hdr;
   std::string why;
-  if (!validate(b, len, l, why)) {
+  if (!validate(b, len, l, hdr, why)) {
     not_there = false;
     return give_up(p + " refused: " + why, m, len);
   }
@@ -732,10 +733,11 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
   c->base = b;
   c->len = len;
   c->layout = l;
-  c->nonce = header(b)->nonce;
-  c->slots = header(b)->slots;
-  const std::uint32_t ring = header(b)->ring_bytes;
-  const std::uint32_t prio = header(b)->prio_ring_bytes;
+  // from the checked copy: the segment's own fields may have changed since
+  c->nonce = hdr.nonce;
+  c->slots = hdr.slots;
+  const std::uint32_t ring = hdr.ring_bytes;
+  const std::uint32_t prio = hdr.prio_ring_bytes;
   for (auto& v : c->ex_of) v.store(-1, std::memory_order_relaxed);
   // our type table, by index (dense from 1)
   std::vector<const MessageInfo*> ours;
@@ -744,7 +746,7 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
     if (!mi) break;
     ours.push_back(mi);
   }
-  const std::uint32_t n_exp = header(b)->n_exports;
+  const std::uint32_t n_exp = hdr.n_exports;
   for (std::uint32_t e = 0; e < n_exp; ++e) {
     Export* x = export_at(b, l, e);
     LinkConn::Ex ex;

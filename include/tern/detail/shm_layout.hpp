@@ -130,6 +130,10 @@ inline bool compute_layout(std::uint32_t n_exports, std::uint32_t slots, std::ui
   out = l;
   return true;
 }
+inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, std::string& why) {
+  Header h;
+  return validate(base, len, out, h, why);
+}
 
 inline Header* header(unsigned char* base) { return reinterpret_cast<Header*>(base); }
 inline Export* export_at(unsigned char* base, const Layout& l, std::uint32_t e) {
@@ -157,13 +161,16 @@ inline bool valid_name(const char* s, std::size_t cap) {
 /// Checks a segment another process wrote, before anything in it is followed: magic,
 /// version, struct sizes, bounds, the file size, names, type tables. false with `why`
 /// naming the first bad value. Reads `len` bytes at most.
-inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, std::string& why) {
+/// `hdr` gets the header as checked: use its fields afterwards, never the segment's (another
+/// process may change those after the check).
+inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, Header& hdr,
+                     std::string& why) {
   auto bad = [&](std::string w) {
     why = std::move(w);
     return false;
   };
   if (len < sizeof(Header)) return bad("file of " + std::to_string(len) + " bytes is shorter than a header");
-  Header h;
+  Header& h = hdr;
   std::memcpy(static_cast<void*>(&h), base, sizeof h);  // one copy: fields cannot change under us
   if (h.magic != kMagic) return bad("not a tern segment (magic)");
   if (h.version != kVersion)
