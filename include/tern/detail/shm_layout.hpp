@@ -130,10 +130,6 @@ inline bool compute_layout(std::uint32_t n_exports, std::uint32_t slots, std::ui
   out = l;
   return true;
 }
-inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, std::string& why) {
-  Header h;
-  return validate(base, len, out, h, why);
-}
 
 inline Header* header(unsigned char* base) { return reinterpret_cast<Header*>(base); }
 inline Export* export_at(unsigned char* base, const Layout& l, std::uint32_t e) {
@@ -199,6 +195,11 @@ inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, 
   }
   out = l;
   return true;
+}
+
+inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, std::string& why) {
+  Header h;
+  return validate(base, len, out, h, why);
 }
 
 /// The consumer's check of a record front() returned, before its payload is touched: its
