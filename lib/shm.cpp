@@ -248,7 +248,8 @@ SendResult shm_push(Actor& link_actor, std::uint32_t remote, const MessageInfo& 
                     ConstructFn fn, void* ctx, ActorRef from, bool priority) noexcept {
   ShmLink& link = static_cast<ShmLink&>(link_actor);
   LinkConn* c = link.conn_.load(std::memory_order_acquire);
-  if (!c) return SendResult::closed;  // the peer is not there (now)
+  if (!c)  // the peer is not there (now)
+    return link.node_->cfg.wait_for_reconnect ? SendResult::full : SendResult::closed;
   std::uint32_t e;
   if (remote & kReplyBit) {
     e = (remote & ~kReplyBit) - 1;

@@ -400,6 +400,31 @@ TEST_CASE("shm: a peer that goes away frees its connection; a node that comes ba
   CHECK(b.stats().links_up >= 2);
 }
 
+TEST_CASE("shm: with wait_for_reconnect a blocking send waits out a restart of its peer") {
+  ShmDir dir;
+  tern::ShmConfig cfg = dir.cfg("b");
+  cfg.wait_for_reconnect = true;
+  tern::ShmNode b(cfg);
+  tern::ActorRef ref;
+  {
+    EchoNode a(dir, "a");
+    ref = b.remote("a", "echo", 2000ms);
+    REQUIRE(ref.send(Ping{0, ~0ull}) == tern::SendResult::ok);
+    REQUIRE(wait_until([&] { return a.echo->got.load() == 1; }));
+  }
+  REQUIRE(wait_until([&] { return !b.connected(ref); }, 2000ms));
+  CHECK(ref.try_send(Ping{}) == tern::SendResult::full);  // never blocks
+  std::atomic<int> result{-1};
+  std::thread sender([&] { result.store(static_cast<int>(ref.send(Ping{0, ~0ull}))); });
+  std::this_thread::sleep_for(50ms);
+  CHECK(result.load() == -1);  // still waiting: the node is not back
+  EchoNode again(dir, "a");
+  REQUIRE(wait_until([&] { return result.load() != -1; }, 5000ms));
+  sender.join();
+  CHECK(result.load() == static_cast<int>(tern::SendResult::ok));
+  REQUIRE(wait_until([&] { return again.echo->got.load() == 1; }));
+}
+
 TEST_CASE("shm: a segment left by a dead owner is reclaimed at start") {
   ShmDir dir;
   {

@@ -62,6 +62,10 @@ struct ShmConfig {
   /// notices new ones (microseconds, 100 .. 1,000,000). Bounds how long a send to a dead
   /// peer can still report ok (written into a ring nobody reads) before it reports closed.
   std::uint32_t monitor_interval_us = 1000;
+  /// While a link is down (its node died or is restarting): false (default), sends through
+  /// it return SendResult::closed; true, they report `full`, so a blocking send() waits until
+  /// the node is back and the monitor has reconnected (try_send returns full at once).
+  bool wait_for_reconnect = false;
 };
 
 /// Counters of a node, since start(). Any thread; relaxed snapshots.
