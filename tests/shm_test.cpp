@@ -423,3 +423,24 @@ TEST_CASE("shm: a segment left by a dead owner is reclaimed at start") {
   CHECK_NOTHROW(a.start());
   CHECK(a.stats().reclaimed == 1);
 }
+
+TEST_CASE("shm: an exported actor that parks (Wake::futex) tells its producers to wake it") {
+  // ShmNode::start() comes before Manager::init(): the segment must already say how the
+  // consumer waits, or producers never ring its doorbell and every message waits for the
+  // consumer's park timeout (a backstop of 100 ms) instead of a wake.
+  ShmDir dir;
+  for (const tern::Wake wake : {tern::Wake::futex, tern::Wake::spin}) {
+    CAPTURE(static_cast<int>(wake));
+    tern::Manager ma;
+    ma.manage("echo", std::make_unique<Echo>(), tern::ThreadConfig{.wake = wake});
+    tern::ShmNode a(dir.cfg("a"));
+    a.export_actor(ma.find("echo"));
+    a.start();
+    ma.init();
+    {
+      Scribbler s(a.path());
+      CHECK(s.first_export()->futex == (wake == tern::Wake::futex ? 1u : 0u));
+    }
+    ma.end();
+  }
+}
