@@ -297,3 +297,23 @@ def test_garbage_in_a_live_rings_fails_that_connection_only_and_the_reader_serve
     s = done(sink, "sink")
     assert s["got"] == before["got"] + 2000 and s["streams"] == 2 and s["failed"] == 1, (before, s)
     clean(s)
+
+
+# ---- the example ---------------------------------------------------------------------------
+
+def test_the_feed_and_strategy_examples_account_for_every_quote_and_order(procs, shmdir):
+    release_only()
+    from xlang import cpp_example
+    strategy = procs.start("shm_strategy", [require(cpp_example("shm_strategy")), "--dir", shmdir])
+    strategy.wait_line(r"^strategy: serving shm://strategy/strategy ", timeout=30)
+    feed = procs.start("shm_feed", [require(cpp_example("shm_feed")), "--dir", shmdir,
+                                    "--seconds", 1, "--interval-us", 200])
+    assert feed.wait(60) == 0, feed.output()
+    m = feed.wait_line(r"^feed: quotes sent (\d+) \(refused (\d+)\), orders received (\d+) ")
+    sent, refused, orders = map(int, m.groups())
+    assert sent + refused == 5000 and orders > 0, feed.output()
+    m = feed.wait_line(r"^feed: quote -> order round trip \(us\): p50 [\d.]+ .* \((\d+) samples\)")
+    assert int(m.group(1)) == orders, feed.output()
+    assert strategy.stop() == 0, strategy.output()
+    m = strategy.wait_line(r"^strategy: quotes received (\d+), orders sent (\d+) \(refused (\d+)\)")
+    assert tuple(map(int, m.groups())) == (sent, orders, 0), strategy.output() + feed.output()
