@@ -8,10 +8,10 @@
 // back, and the feed records quote -> order round trips in a tern::Histogram.
 //
 //   build/examples/shm_feed [--seconds S] [--interval-us N] [--dir /dev/shm]
-//                           [--wake futex|spin|yield] [--connect-ms N]
+//                           [--wake futex|spin|yield] [--connect-ms N] [--grace-ms N]
 //
-// After --seconds (or SIGINT/SIGTERM) it stops quoting, waits 200 ms for the last orders
-// and prints a summary:
+// After --seconds (or SIGINT/SIGTERM) it stops quoting, waits --grace-ms (200) for the last
+// orders and prints a summary:
 //   feed: quotes sent N (refused R), orders received K (buy B, sell S)
 //   feed: quote -> order round trip (us): p50 .. p90 .. p99 .. p99.9 .. max .. (K samples)
 #include <chrono>
@@ -40,8 +40,8 @@ std::int64_t steady_ns() {
 
 class Feed : public tern::Actor {
  public:
-  Feed(std::uint64_t interval_us, std::uint64_t quotes_to_send)
-      : interval_us_(interval_us), quotes_to_send_(quotes_to_send) {
+  Feed(std::uint64_t interval_us, std::uint64_t quotes_to_send, std::uint64_t grace_ms)
+      : interval_us_(interval_us), quotes_to_send_(quotes_to_send), grace_ms_(grace_ms) {
     handle<&Feed::on_start>();
     handle<&Feed::on_timeout>();
     handle<&Feed::on_order>();
@@ -57,7 +57,7 @@ class Feed : public tern::Actor {
     }
     if (sent >= quotes_to_send_) {
       cancel_timer(tick_);
-      start_timer(200'000);  // the last orders are on their way
+      start_timer(grace_ms_ * 1000);  // the last orders are on their way
       return;
     }
     const std::uint32_t s = static_cast<std::uint32_t>(sent % 4);
@@ -86,7 +86,7 @@ class Feed : public tern::Actor {
   std::uint64_t sent = 0, refused = 0, buys = 0, sells = 0;
 
  private:
-  std::uint64_t interval_us_, quotes_to_send_;
+  std::uint64_t interval_us_, quotes_to_send_, grace_ms_;
   std::uint64_t tick_ = 0;
   std::minstd_rand rng_{42};
   double mid_[4];
@@ -95,7 +95,7 @@ class Feed : public tern::Actor {
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "shm_feed: %s\nusage: shm_feed [--seconds S] [--interval-us N] [--dir DIR] "
-               "[--wake futex|spin|yield] [--connect-ms N]\n",
+               "[--wake futex|spin|yield] [--connect-ms N] [--grace-ms N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -113,7 +113,7 @@ std::uint64_t number(const std::string& opt, const std::string& v, std::uint64_t
 int main(int argc, char** argv) {
   std::string dir = "/dev/shm";
   tern::Wake wake = tern::Wake::futex;
-  std::uint64_t seconds = 3, interval_us = 100, connect_ms = 10'000;
+  std::uint64_t seconds = 3, interval_us = 100, connect_ms = 10'000, grace_ms = 200;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) usage("unknown option or missing value: '" + a + "'");
@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") seconds = number(a, v, 1, 3600);
     else if (a == "--interval-us") interval_us = number(a, v, 10, 1'000'000);
     else if (a == "--connect-ms") connect_ms = number(a, v, 0, 600'000);
+    else if (a == "--grace-ms") grace_ms = number(a, v, 1, 60'000);
     else if (a == "--wake" && v == "futex") wake = tern::Wake::futex;
     else if (a == "--wake" && v == "spin") wake = tern::Wake::spin;
     else if (a == "--wake" && v == "yield") wake = tern::Wake::yield;
@@ -130,7 +131,7 @@ int main(int argc, char** argv) {
   }
 
   tern::Manager m;
-  auto* feed = new Feed(interval_us, seconds * 1'000'000 / interval_us);
+  auto* feed = new Feed(interval_us, seconds * 1'000'000 / interval_us, grace_ms);
   m.manage("feed", std::unique_ptr<tern::Actor>(feed), tern::ThreadConfig{.wake = wake});
   try {
     tern::ShmNode node({.name = "feed", .dir = dir});

@@ -314,7 +314,7 @@ def test_the_feed_and_strategy_examples_account_for_every_quote_and_order(procs,
     strategy = procs.start("shm_strategy", [require(cpp_example("shm_strategy")), "--dir", shmdir])
     strategy.wait_line(r"^strategy: serving shm://strategy/strategy ", timeout=30)
     feed = procs.start("shm_feed", [require(cpp_example("shm_feed")), "--dir", shmdir,
-                                    "--seconds", 1, "--interval-us", 200])
+                                    "--seconds", 1, "--interval-us", 200, "--grace-ms", 1000])
     assert feed.wait(60) == 0, feed.output()
     m = feed.wait_line(r"^feed: quotes sent (\d+) \(refused (\d+)\), orders received (\d+) ")
     sent, refused, orders = map(int, m.groups())
