@@ -20,6 +20,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import struct
 import time
 
@@ -169,6 +170,27 @@ def test_receiver_killed_mid_stream_sender_gets_closed_then_reconnects_by_itself
     clean(s2)
     assert src["links_up"] >= 2 and src["ok_after_fail"] == 1, src
     no_sanitizer_report(source, sink2)
+
+
+def test_a_send_waiting_on_a_stalled_receivers_full_ring_returns_closed_when_it_is_killed(procs, shmdir):
+    sink = start(procs, "sink", "k", "--ring", 4096, d=shmdir)
+    ready(sink, "sink")
+    source = start(procs, "source", "s", "k", "--stats-ms", 50, d=shmdir)  # as fast as it can
+    source.wait_line(r"^source: connected ", timeout=30)
+    wait_stats(sink, "sink", lambda s: s["got"] >= 1000, timeout=60)
+    os.kill(sink.pid, signal.SIGSTOP)
+    # the receiver is alive but reads nothing: the ring (4 KiB) fills within moments and
+    # send() waits in it (its loop prints nothing meanwhile); no result other than ok
+    mark = len(source.lines)
+    time.sleep(0.5)
+    assert source.alive() and not any("result=" in l for l in source.lines[mark:]), source.output()
+    t_kill = time.monotonic()
+    sink.kill()
+    m = source.wait_line(r"^source: result seq=(\d+) result=closed ", timeout=NOTICE_S, start=mark)
+    assert time.monotonic() - t_kill < NOTICE_S
+    src = done(source, "source")
+    assert src["links_lost"] == 1 and src["seq"] == int(m.group(1)) and src["ok_after_fail"] == 0, src
+    no_sanitizer_report(source)
 
 
 def test_sender_killed_mid_stream_receiver_keeps_what_was_committed_and_frees_the_slot(procs, shmdir):
