@@ -71,6 +71,9 @@ ActorRef Manager::manage(std::string name, std::unique_ptr<Actor> actor, ThreadC
   Runtime::set_owner(a, name, this, nullptr);
   a.mailbox().configure(mailbox, &a, a.name().data());  // throws naming a bad value
   a.check_message_sizes(mailbox);
+  // Set here, not only at init(): a ShmNode exporting this actor (started before init())
+  // writes into its segment whether producers in other processes must wake it.
+  a.mailbox().set_notify(thread.wake == Wake::futex ? detail::Notify::futex : detail::Notify::none);
   e->actor = std::move(actor);
   e->thread = std::move(thread);
   e->mailbox = mailbox;

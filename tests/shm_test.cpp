@@ -98,7 +98,10 @@ class Echo : public tern::Actor {
   }
   void on_wired(const Wired& w) { wired.store(w.a); }
   void on_not_shared(const NotShared&) {}
-  std::atomic<std::uint64_t> next{0};  // the test resets it between senders
+  // atomic: the test thread resets it between senders, and the message that follows reaches
+  // the actor through a ring the test wrote via another mapping of the segment, where TSan
+  // sees no release/acquire pair (the address differs), so a plain field reads as a race
+  std::atomic<std::uint64_t> next{0};
   std::atomic<std::uint64_t> got{0}, bad{0}, bigs{0}, reply_failed{0};
   std::atomic<int> wired{0};
 };
@@ -451,4 +454,17 @@ TEST_CASE("shm: a segment left by a dead owner is reclaimed at start") {
   REQUIRE(left.size() == 1);
   CHECK(left[0].name == "a");
   CHECK(left[0].alive);
+}
+
+TEST_CASE("shm: an exported actor that parks (Wake::futex) tells its producers to wake it") {
+  // ShmNode::start() comes before Manager::init(): the segment must already say how the
+  // consumer waits, or producers never ring its doorbell and every message waits for the
+  // consumer's park timeout (a backstop of 100 ms) instead of a wake.
+  ShmDir dir;
+  for (const tern::Wake wake : {tern::Wake::futex, tern::Wake::spin}) {
+    CAPTURE(static_cast<int>(wake));
+    EchoNode a(dir, "a", wake);
+    Scribbler s(a.node.path());
+    CHECK(s.first_export()->futex == (wake == tern::Wake::futex ? 1u : 0u));
+  }
 }

@@ -71,7 +71,8 @@ struct ShmConfig {
 /// Counters of a node, since start(). Any thread; relaxed snapshots.
 struct ShmStats {
   std::uint64_t connections = 0;        ///< peer connections accepted into our exports
-  std::uint64_t peers_lost = 0;         ///< of those, ended because the peer process died
+  std::uint64_t peers_lost = 0;         ///< of those, ended because the peer process went away
+                                        ///< (died, or exited: both drop its lock)
   std::uint64_t failed = 0;             ///< connections failed for an untrustworthy record
   std::uint64_t undelivered_bytes = 0;  ///< claimed by a peer that died before committing
   std::uint64_t links_up = 0;           ///< times one of our links (to a peer node) came up

@@ -262,6 +262,7 @@ def test_cpp_ping_to_a_wrong_python_actor_name_fails_with_the_reject(procs):
     ("python-ping-cpp-pong", ["--count", "200"]),
     ("market-data", []),
     ("market-topic", ["--quotes", "4000"]),
+    ("shm", ["--seconds", "1"]),
     pytest.param("notebook", ["--quotes", "400"], marks=pytest.mark.skipif(
         not __import__("importlib").util.find_spec("pandas"), reason="needs python3-pandas")),
 ])
