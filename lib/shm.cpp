@@ -92,7 +92,8 @@ std::string fingerprint_difference(const TypeEntry& peer, const MessageInfo& m) 
            " in the peer";
   };
   if (mine.name_hash != peer.name_hash)
-    return "name '" + std::string(m.name) + "' here, '" + std::string(peer.name) + "' in the peer";
+    return "name '" + std::string(m.name) + "' here, '" + fixed_name(peer.name, kTypeNameBytes) +
+           "' in the peer";  // why bounded: the entry was copied after validate(), perhaps changed
   if (mine.size != peer.size) return both("size", mine.size, peer.size);
   if (mine.align != peer.align) return both("alignment", mine.align, peer.align);
   if (mine.layout != peer.layout) return "field layout (TERN_WIRE) differs";
@@ -727,7 +728,8 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
     return give_up(p + " is not open (being built, closed, or left by a dead process)", m, len);
   Layout l;
   std::string why;
-  if (!validate(b, len, l, why)) {
+  Header h;  // what validate() checked: sizes and counts come from here, not from the segment
+  if (!validate(b, len, l, why, &h)) {
     not_there = false;
     return give_up(p + " refused: " + why, m, len);
   }
@@ -736,10 +738,10 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
   c->base = b;
   c->len = len;
   c->layout = l;
-  c->nonce = header(b)->nonce;
-  c->slots = header(b)->slots;
-  const std::uint32_t ring = header(b)->ring_bytes;
-  const std::uint32_t prio = header(b)->prio_ring_bytes;
+  c->nonce = h.nonce;
+  c->slots = h.slots;
+  const std::uint32_t ring = h.ring_bytes;
+  const std::uint32_t prio = h.prio_ring_bytes;
   for (auto& v : c->ex_of) v.store(-1, std::memory_order_relaxed);
   // our type table, by index (dense from 1)
   std::vector<const MessageInfo*> ours;
@@ -748,7 +750,7 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
     if (!mi) break;
     ours.push_back(mi);
   }
-  const std::uint32_t n_exp = header(b)->n_exports;
+  const std::uint32_t n_exp = h.n_exports;
   for (std::uint32_t e = 0; e < n_exp; ++e) {
     Export* x = export_at(b, l, e);
     LinkConn::Ex ex;
@@ -987,9 +989,8 @@ std::vector<ShmNodeInfo> ShmNode::directory(const std::string& dir) {
         const unsigned char* b = static_cast<const unsigned char*>(m);
         Layout l;
         std::string why;
-        if (validate(b, len, l, why)) {
-          Header h;
-          std::memcpy(static_cast<void*>(&h), b, sizeof h);
+        Header h;  // the copy validate() checked: n_exports is not read again
+        if (validate(b, len, l, why, &h)) {
           info.pid = h.owner_pid;
           for (std::uint32_t e = 0; e < h.n_exports; ++e)
             info.actors.push_back(detail::fixed_name(

@@ -369,3 +369,25 @@ TEST_CASE("shm fuzz: every seed of the shm corpus and every saved fuzz input is 
   for (const fs::path& p : seeds) replay(p.filename().string(), slurp(p));
   for (const fs::path& p : files_in(fuzz_dir() / "regressions_shm")) replay(p.filename().string(), slurp(p));
 }
+
+TEST_CASE("shm fuzz: validate() hands back the header it checked; later scribbles do not reach the caller") {
+  // ShmNode's attach and directory() take sizes and counts from this copy: a writer that
+  // changes n_exports, slots or ring_bytes after validate() returned cannot send them past
+  // the segment.
+  Bytes seg = hand_segment(2);
+  sh::Layout l;
+  std::string why;
+  sh::Header h;
+  REQUIRE(sh::validate(seg.data(), seg.size(), l, why, &h));
+  sh::Header* live = sh::header(seg.data());
+  live->n_exports = 64;
+  live->slots = 64;
+  live->ring_bytes = 1u << 28;
+  CHECK(h.n_exports == 2);
+  CHECK(h.slots == 1);
+  CHECK(h.ring_bytes == 4096);
+  CHECK(h.prio_ring_bytes == 4096);
+  CHECK(h.total_bytes == l.total);
+  CHECK_FALSE(sh::validate(seg.data(), seg.size(), l, why));  // and the scribbled one is refused
+  CHECK(why.find("header says") != std::string::npos);
+}

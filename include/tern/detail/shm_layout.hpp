@@ -156,8 +156,11 @@ inline bool valid_name(const char* s, std::size_t cap) {
 
 /// Checks a segment another process wrote, before anything in it is followed: magic,
 /// version, struct sizes, bounds, the file size, names, type tables. false with `why`
-/// naming the first bad value. Reads `len` bytes at most.
-inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, std::string& why) {
+/// naming the first bad value. Reads `len` bytes at most. `checked`: when given, receives
+/// the copy of the header that was checked; a caller takes sizes and counts from it, never
+/// from the segment again (its writer may change them after this returns).
+inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, std::string& why,
+                     Header* checked = nullptr) {
   auto bad = [&](std::string w) {
     why = std::move(w);
     return false;
@@ -191,6 +194,7 @@ inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, 
         return bad("export " + std::to_string(e) + ": type " + std::to_string(t) + ": name not terminated");
   }
   out = l;
+  if (checked) std::memcpy(static_cast<void*>(checked), static_cast<const void*>(&h), sizeof h);
   return true;
 }
 
