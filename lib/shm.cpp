@@ -34,25 +34,26 @@ namespace {
 
 std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 
+/// An OFD lock request of `type` on byte `off`.
+int lock_op(int fd, int cmd, short type, std::uint64_t off, short* found = nullptr) noexcept {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(off);
+  fl.l_len = 1;
+  const int r = fcntl(fd, cmd, &fl);
+  if (found) *found = fl.l_type;
+  return r;
+}
 /// Takes an OFD write lock on byte `off` of `fd` without waiting. The kernel drops it when
 /// the last descriptor of that open file goes, so a lock is how a process says "alive".
-bool lock_byte(int fd, std::uint64_t off) noexcept {
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(off);
-  fl.l_len = 1;
-  return fcntl(fd, F_OFD_SETLK, &fl) == 0;
-}
+bool lock_byte(int fd, std::uint64_t off) noexcept { return lock_op(fd, F_OFD_SETLK, F_WRLCK, off) == 0; }
+void unlock_byte(int fd, std::uint64_t off) noexcept { (void)lock_op(fd, F_OFD_SETLK, F_UNLCK, off); }
 /// Does another open file hold a lock on byte `off`?
 bool byte_locked(int fd, std::uint64_t off) noexcept {
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(off);
-  fl.l_len = 1;
-  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: do not declare it dead
-  return fl.l_type != F_UNLCK;
+  short found = F_UNLCK;
+  if (lock_op(fd, F_OFD_GETLK, F_WRLCK, off, &found) != 0) return true;  // cannot tell: not dead
+  return found != F_UNLCK;
 }
 
 bool valid_node_name(std::string_view n) {
@@ -92,8 +93,7 @@ std::string fingerprint_difference(const TypeEntry& peer, const MessageInfo& m) 
            " in the peer";
   };
   if (mine.name_hash != peer.name_hash)
-    return "name '" + std::string(m.name) + "' here, '" + fixed_name(peer.name, kTypeNameBytes) +
-           "' in the peer";  // why bounded: the entry was copied after validate(), perhaps changed
+    return "name '" + std::string(m.name) + "' here, '" + fixed_name(peer.name, kTypeNameBytes) + "' in the peer";
   if (mine.size != peer.size) return both("size", mine.size, peer.size);
   if (mine.align != peer.align) return both("alignment", mine.align, peer.align);
   if (mine.layout != peer.layout) return "field layout (TERN_WIRE) differs";
@@ -248,7 +248,8 @@ SendResult shm_push(Actor& link_actor, std::uint32_t remote, const MessageInfo& 
                     ConstructFn fn, void* ctx, ActorRef from, bool priority) noexcept {
   ShmLink& link = static_cast<ShmLink&>(link_actor);
   LinkConn* c = link.conn_.load(std::memory_order_acquire);
-  if (!c) return SendResult::closed;  // the peer is not there (now)
+  if (!c)  // the peer is not there (now)
+    return link.node_->cfg.wait_for_reconnect ? SendResult::full : SendResult::closed;
   std::uint32_t e;
   if (remote & kReplyBit) {
     e = (remote & ~kReplyBit) - 1;
@@ -307,6 +308,18 @@ void free_slot(ShmNode::Impl& n, ShmInbox& in, ShmInbox::Conn& c) noexcept {
   in.x->conn_gen.fetch_add(1, std::memory_order_acq_rel);
 }
 
+/// The consumer's view of slot `s` of the export: both lanes, read from the start.
+ShmInbox::Conn conn_of(ShmNode::Impl& n, ShmInbox& in, std::uint32_t s, Slot* slot) {
+  ShmInbox::Conn c;
+  c.s = s;
+  c.slot = slot;
+  c.normal = RingReader(&slot->normal, ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, false),
+                        n.cfg.ring_bytes);
+  c.prio = RingReader(&slot->prio, ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, true),
+                      kPrioRingBytes);
+  return c;
+}
+
 void rescan(ShmInbox& in) {
   ShmNode::Impl& n = *in.node;
   in.seen_gen = in.x->conn_gen.load(std::memory_order_acquire);
@@ -317,15 +330,7 @@ void rescan(ShmInbox& in) {
                            [&](const ShmInbox::Conn& c) { return c.s == s; });
     const bool known = it != in.conns.end();
     if (st == kActive && !known) {
-      ShmInbox::Conn c;
-      c.s = s;
-      c.slot = slot;
-      c.normal = RingReader(&slot->normal,
-                            ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, false),
-                            n.cfg.ring_bytes);
-      c.prio = RingReader(&slot->prio,
-                          ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, true),
-                          kPrioRingBytes);
+      ShmInbox::Conn c = conn_of(n, in, s, slot);
       char peer[kNameBytes];
       std::memcpy(peer, slot->peer_node, kNameBytes);
       peer[kNameBytes - 1] = 0;
@@ -341,15 +346,7 @@ void rescan(ShmInbox& in) {
       if (known) {
         it->dead = true;  // drained first (shm_drain), then freed
       } else {
-        ShmInbox::Conn c;
-        c.s = s;
-        c.slot = slot;
-        c.normal = RingReader(&slot->normal,
-                              ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, false),
-                              n.cfg.ring_bytes);
-        c.prio = RingReader(&slot->prio,
-                            ring_data(n.base, n.layout, n.cfg.slots, n.cfg.ring_bytes, in.e, s, true),
-                            kPrioRingBytes);
+        ShmInbox::Conn c = conn_of(n, in, s, slot);
         // never read: whatever is in it came before we looked; drop it
         c.normal.reset(n.cfg.ring_bytes);
         c.prio.reset(kPrioRingBytes);
@@ -391,45 +388,44 @@ std::uint32_t Runtime::shm_drain(Actor& a, ShmInbox& in, std::uint32_t limit, Th
   if (!any) return 0;
   while (!a.try_lock(me)) cpu_relax();
   std::uint32_t n = 0;
-  for (std::size_t i = 0; i < in.conns.size() && n < limit;) {
-    ShmInbox::Conn& c = in.conns[i];
-    const char* why = nullptr;
+  const std::uint32_t n_types = static_cast<std::uint32_t>(in.sizes.size());
+  const std::uint32_t* const sizes = in.sizes.data();
+  const std::uint32_t* const index = in.index.data();
+  // One ring up to the batch limit: nullptr, or why its connection must fail.
+  auto drain_ring = [&](RingReader& ring, std::uint32_t link) noexcept -> const char* {
     while (n < limit) {
       bool bad = false;
       std::uint32_t w;
-      RingReader* ring = &c.prio;
-      Record* r = c.prio.front(w, bad);
-      if (!r && !bad) {
-        ring = &c.normal;
-        r = c.normal.front(w, bad);
-      }
-      if (bad) {
-        why = "a commit word this format never writes";
-        break;
-      }
-      if (!r) break;
+      Record* r = ring.front(w, bad);
+      if (!r) return bad ? "a commit word this format never writes" : nullptr;
       const std::uint32_t code = r->type;
-      why = check_record(w, code, static_cast<std::uint32_t>(in.sizes.size()), in.sizes.data());
-      if (why) break;
-      const MessageInfo& info = *in.infos[code];
+      if (const char* why = check_record(w, code, n_types, sizes)) [[unlikely]]
+        return why;
       const std::uint32_t sender = r->sender;
-      a.cur_.sender = sender && c.link ? c.link : 0;
-      a.cur_.sender_remote = sender && c.link ? (kReplyBit | (sender & ~kReplyBit)) : 0;
+      a.cur_.sender = sender && link ? link : 0;
+      a.cur_.sender_remote = sender && link ? (kReplyBit | sender) : 0;
       try {
-        a.dispatch_indexed(in.index[code], r->body());
+        a.dispatch_indexed(index[code], r->body());
       } catch (...) {
-        note_handler_exception(a, info);
+        note_handler_exception(a, *in.infos[code]);
       }
-      ring->pop(w);
+      ring.pop(w);
       ++n;
     }
+    return nullptr;
+  };
+  for (std::size_t i = 0; i < in.conns.size() && n < limit;) {
+    ShmInbox::Conn& c = in.conns[i];
+    // the priority lane first, once per batch (a priority message waits at most one batch)
+    const char* why = drain_ring(c.prio, c.link);
+    if (!why) why = drain_ring(c.normal, c.link);
     c.prio.release();
     c.normal.release();
-    if (why) {
+    if (why) [[unlikely]] {
       fail_conn(in, i, why);
       continue;
     }
-    if (c.dead && c.normal.empty() && c.prio.empty()) {
+    if (c.dead && c.normal.empty() && c.prio.empty()) [[unlikely]] {
       free_slot(*in.node, in, c);
       in.conns.erase(in.conns.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
@@ -727,9 +723,9 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
   if (header(b)->state.load(std::memory_order_acquire) != 1 || !detail::byte_locked(pfd, 0))
     return give_up(p + " is not open (being built, closed, or left by a dead process)", m, len);
   Layout l;
+  Header hdr;
   std::string why;
-  Header h;  // what validate() checked: sizes and counts come from here, not from the segment
-  if (!validate(b, len, l, why, &h)) {
+  if (!validate(b, len, l, hdr, why)) {
     not_there = false;
     return give_up(p + " refused: " + why, m, len);
   }
@@ -738,10 +734,11 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
   c->base = b;
   c->len = len;
   c->layout = l;
-  c->nonce = h.nonce;
-  c->slots = h.slots;
-  const std::uint32_t ring = h.ring_bytes;
-  const std::uint32_t prio = h.prio_ring_bytes;
+  // from the checked copy: the segment's own fields may have changed since
+  c->nonce = hdr.nonce;
+  c->slots = hdr.slots;
+  const std::uint32_t ring = hdr.ring_bytes;
+  const std::uint32_t prio = hdr.prio_ring_bytes;
   for (auto& v : c->ex_of) v.store(-1, std::memory_order_relaxed);
   // our type table, by index (dense from 1)
   std::vector<const MessageInfo*> ours;
@@ -750,7 +747,7 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
     if (!mi) break;
     ours.push_back(mi);
   }
-  const std::uint32_t n_exp = h.n_exports;
+  const std::uint32_t n_exp = hdr.n_exports;
   for (std::uint32_t e = 0; e < n_exp; ++e) {
     Export* x = export_at(b, l, e);
     LinkConn::Ex ex;
@@ -785,10 +782,14 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
         Slot* slot = slot_at(b, l, c->slots, e, s);
         if (slot->state.load(std::memory_order_acquire) != kFree) continue;
         if (!detail::lock_byte(pfd, slot_offset(l, c->slots, e, s))) continue;
-        if (slot->state.load(std::memory_order_acquire) != kFree) continue;  // keep the lock: harmless
+        if (slot->state.load(std::memory_order_acquire) != kFree) {
+          // taken by a peer that died just now: our lock would make it look alive
+          detail::unlock_byte(pfd, slot_offset(l, c->slots, e, s));
+          continue;
+        }
         slot->peer_pid = static_cast<std::uint32_t>(getpid());
         slot->peer_nonce = started ? nonce : 0;
-        detail::copy_name(slot->peer_node, kNameBytes, started ? cfg.name : std::string_view("-"));
+        detail::copy_name(slot->peer_node, kNameBytes, started ? std::string_view(cfg.name) : std::string_view());
         ex.slot = slot;
         ex.normal = RingWriter(&slot->normal, ring_data(b, l, c->slots, ring, e, s, false), ring);
         ex.prio = RingWriter(&slot->prio, ring_data(b, l, c->slots, ring, e, s, true), prio);
@@ -990,7 +991,7 @@ std::vector<ShmNodeInfo> ShmNode::directory(const std::string& dir) {
         Layout l;
         std::string why;
         Header h;  // the copy validate() checked: n_exports is not read again
-        if (validate(b, len, l, why, &h)) {
+        if (validate(b, len, l, h, why)) {
           info.pid = h.owner_pid;
           for (std::uint32_t e = 0; e < h.n_exports; ++e)
             info.actors.push_back(detail::fixed_name(
@@ -1006,6 +1007,28 @@ std::vector<ShmNodeInfo> ShmNode::directory(const std::string& dir) {
   closedir(d);
   std::sort(out.begin(), out.end(), [](const ShmNodeInfo& a, const ShmNodeInfo& b) { return a.name < b.name; });
   return out;
+}
+
+}  // namespace tern
+
+namespace tern {
+
+std::size_t ShmNode::remove_stale(const std::string& dir) {
+  std::size_t removed = 0;
+  for (const ShmNodeInfo& info : directory(dir)) {
+    if (info.alive) continue;
+    const int fd = open(info.path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) continue;
+    // the owner lock decides, not the snapshot: a node may have started meanwhile
+    Header h{};
+    const bool ours = pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) && h.magic == kMagic;
+    if (ours && detail::lock_byte(fd, 0)) {
+      unlink(info.path.c_str());
+      ++removed;
+    }
+    close(fd);
+  }
+  return removed;
 }
 
 }  // namespace tern

@@ -6,6 +6,7 @@
 #include <zmq.h>
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -19,7 +20,9 @@
 
 #include <tern/curve.hpp>
 #include <tern/gateway.hpp>
+#include <tern/manager.hpp>
 #include <tern/registry.hpp>
+#include <tern/shm.hpp>
 
 #include "test_util.hpp"
 
@@ -289,6 +292,56 @@ TEST_CASE("lookup gives a remote ActorRef, or NotFound / Offline naming the acto
   REQUIRE(all.size() == 1);
   CHECK(all[0].name == "research");
   CHECK(all[0].manager_id == "py-2");
+}
+
+namespace {
+struct ShmEcho : Actor {
+  struct Hello {
+    static constexpr MessageId message_id = 9300;
+    int n = 0;
+  };
+  ShmEcho() { handle<&ShmEcho::on_hello>(); }
+  void on_hello(const Hello& h) { got.store(h.n); }
+  std::atomic<int> got{0};
+};
+}  // namespace
+
+TEST_CASE("an actor exported through shared memory is registered at shm://NODE/ACTOR and found by name") {
+  FakeRegistry fake;
+  GatewayUnderTest g;
+  RegistryConfig c = config(fake);
+  c.lookup_cache_ms = 0;
+  RegistryClient client(g.gw, c);
+  const std::string dir = "/dev/shm/tern-regtest-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  {
+    Manager m;
+    auto* echo = new ShmEcho;
+    m.manage("echo", std::unique_ptr<Actor>(echo));
+    ShmNode a({.name = "feed", .dir = dir, .ring_bytes = 1u << 16});
+    ShmNode b({.name = "strategy", .dir = dir, .ring_bytes = 1u << 16});
+    a.export_actor(m.find("echo"));
+    a.start();
+    m.init();
+    client.register_actor("quotes", "shm://feed/echo");
+    {
+      std::lock_guard lk(fake.mu);
+      CHECK(fake.names["quotes"].first == "shm://feed/echo");
+    }
+    CHECK_THROWS_WITH_AS(client.lookup("quotes"), doctest::Contains("lookup(name, shm_node)"), RegistryError);
+    const ActorRef ref = client.lookup("quotes", b);
+    CHECK(ref.is_remote());
+    CHECK(ref.try_send(ShmEcho::Hello{7}) == SendResult::ok);
+    CHECK(test::wait_until([&] { return echo->got.load() == 7; }));
+    // a name at a network endpoint still goes through the gateway
+    {
+      std::lock_guard lk(fake.mu);
+      fake.names["research"] = {"tcp://localhost:5003", "py-1"};
+    }
+    CHECK(client.lookup("research", b) == g.gw.remote("research", "tcp://localhost:5003"));
+    m.end();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("lookup answers from its cache for lookup_cache_ms, then asks again") {

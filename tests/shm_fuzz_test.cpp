@@ -378,7 +378,7 @@ TEST_CASE("shm fuzz: validate() hands back the header it checked; later scribble
   sh::Layout l;
   std::string why;
   sh::Header h;
-  REQUIRE(sh::validate(seg.data(), seg.size(), l, why, &h));
+  REQUIRE(sh::validate(seg.data(), seg.size(), l, h, why));
   sh::Header* live = sh::header(seg.data());
   live->n_exports = 64;
   live->slots = 64;

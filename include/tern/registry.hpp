@@ -30,6 +30,7 @@
 namespace tern {
 
 class Gateway;
+class ShmNode;
 
 /// RegistryClient settings, fixed at construction.
 struct RegistryConfig {
@@ -148,6 +149,10 @@ class RegistryClient {
   /// Registers `name` at the gateway's endpoint. Throws NameTaken naming the owner, or
   /// RegistryError. The same name twice is fine (the registry updates it).
   void register_actor(std::string_view name);
+  /// Registers `name` at another endpoint, e.g. "shm://NODE/ACTOR" for an actor exported by
+  /// a ShmNode (tern/shm.hpp): peers on this host find it by name and talk through shared
+  /// memory. Kept registered (heartbeats) like the gateway's names.
+  void register_actor(std::string_view name, std::string_view endpoint);
   /// Unregisters `name` (owner-checked by tern's registry). Throws RegistryError.
   void unregister_actor(std::string_view name);
   /// Asks the registry: the endpoint and online flag, or nullopt when not registered.
@@ -159,7 +164,12 @@ class RegistryClient {
   /// RegistryError (use resolve() and the three-argument Gateway::remote() with the key).
   /// Throws NotFound, Offline (unless `allow_offline`), RegistryError, or what
   /// Gateway::remote() throws.
+  /// An actor registered at an shm:// endpoint throws RegistryError here (use the overload
+  /// below).
   ActorRef lookup(std::string_view name, bool allow_offline = false);
+  /// The same, and an actor registered at "shm://NODE/ACTOR" is reached through `node`
+  /// (ShmNode::remote; throws what it throws).
+  ActorRef lookup(std::string_view name, ShmNode& node, bool allow_offline = false);
   /// Everything the registry holds (ListActors: a tern extension; a family registry
   /// answers with an error, thrown as RegistryError).
   std::vector<RegisteredActor> list();
@@ -178,6 +188,8 @@ class RegistryClient {
   struct Impl;  // lib/gateway/registry_client.cpp
 
  private:
+  /// From the cache when fresh, else asked; throws NotFound / Offline (unless allowed).
+  Resolution resolve_cached(std::string_view name, bool allow_offline);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -62,6 +62,10 @@ struct ShmConfig {
   /// notices new ones (microseconds, 100 .. 1,000,000). Bounds how long a send to a dead
   /// peer can still report ok (written into a ring nobody reads) before it reports closed.
   std::uint32_t monitor_interval_us = 1000;
+  /// While a link is down (its node died or is restarting): false (default), sends through
+  /// it return SendResult::closed; true, they report `full`, so a blocking send() waits until
+  /// the node is back and the monitor has reconnected (try_send returns full at once).
+  bool wait_for_reconnect = false;
 };
 
 /// Counters of a node, since start(). Any thread; relaxed snapshots.
@@ -72,7 +76,8 @@ struct ShmStats {
   std::uint64_t undelivered_bytes = 0;  ///< claimed by a peer that died before committing
   std::uint64_t links_up = 0;           ///< times one of our links (to a peer node) came up
   std::uint64_t links_lost = 0;         ///< times one went down (peer died or stopped)
-  std::uint64_t refused_mismatch = 0;   ///< links refused for a type fingerprint mismatch
+  std::uint64_t refused_mismatch = 0;   ///< attempts to link refused for a type fingerprint
+                                        ///< mismatch (the monitor's retries included)
   std::uint64_t reclaimed = 0;          ///< stale segments of a crashed owner reclaimed
 };
 
@@ -129,6 +134,10 @@ class ShmNode {
   /// The nodes with a segment in `dir`: name, owner pid, alive or left by a crash, and the
   /// actors each exports.
   static std::vector<ShmNodeInfo> directory(const std::string& dir = "/dev/shm");
+  /// Removes the segments in `dir` that no live process owns (left by a crash whose node
+  /// never came back: each pins its memory until removed). Returns how many were removed.
+  /// Safe while nodes run: a live owner's segment is never touched.
+  static std::size_t remove_stale(const std::string& dir = "/dev/shm");
 
   struct Impl;
 

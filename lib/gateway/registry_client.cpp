@@ -3,6 +3,7 @@
 // heartbeat. Requests are written with json_writer.hpp, replies read with simdjson's DOM
 // (they are small and rare; nothing here is on a hot path).
 #include <tern/registry.hpp>
+#include <tern/shm.hpp>
 
 #include <unistd.h>
 
@@ -232,7 +233,8 @@ struct RegistryClient::Impl {
   std::mutex calls_mu;
 
   std::mutex names_mu;  ///< mine, cache
-  std::vector<std::string> mine;
+  /// Our names and the endpoint each is registered at (the gateway's, or shm://NODE/NAME).
+  std::vector<std::pair<std::string, std::string>> mine;
   struct Cached {
     Resolution r;
     Clock::time_point at;
@@ -276,7 +278,7 @@ struct RegistryClient::Impl {
   void beat() {
     do_heartbeat(*beats, cfg.manager_id);
     heartbeats.fetch_add(1, std::memory_order_relaxed);
-    std::vector<std::string> names;
+    std::vector<std::pair<std::string, std::string>> names;
     {
       std::lock_guard lk(names_mu);
       names = mine;
@@ -286,12 +288,12 @@ struct RegistryClient::Impl {
     // what is missing registered again.
     if (names.empty()) return;
     turn = (turn + 1) % names.size();
-    if (do_lookup(*beats, names[turn], false)) return;
-    for (const auto& n : names) {
+    if (do_lookup(*beats, names[turn].first, false)) return;
+    for (const auto& [n, endpoint] : names) {
       if (stop_requested()) return;
       if (do_lookup(*beats, n, false)) continue;
       try {
-        do_register(*beats, cfg.manager_id, n, actor_endpoint, own_key);
+        do_register(*beats, cfg.manager_id, n, endpoint, endpoint == actor_endpoint ? std::string_view(own_key) : std::string_view());
         reregistered.fetch_add(1, std::memory_order_relaxed);
       } catch (const NameTaken& e) {
         errors.fetch_add(1, std::memory_order_relaxed);
@@ -367,23 +369,31 @@ RegistryClient::RegistryClient(Gateway& gateway, RegistryConfig config)
 
 RegistryClient::~RegistryClient() { close(); }
 
-void RegistryClient::register_actor(std::string_view name) {
+void RegistryClient::register_actor(std::string_view name) { register_actor(name, impl_->actor_endpoint); }
+
+void RegistryClient::register_actor(std::string_view name, std::string_view endpoint) {
   Impl& m = *impl_;
   if (name.empty()) throw std::invalid_argument("tern: registry: empty actor name");
+  if (endpoint.empty()) throw std::invalid_argument("tern: registry: empty endpoint for '" + std::string(name) + "'");
+  const bool ours = endpoint == m.actor_endpoint;
   {
     std::lock_guard lk(m.calls_mu);
     if (m.closed) throw RegistryError("tern: registry: client is closed");
-    do_register(*m.calls, m.cfg.manager_id, name, m.actor_endpoint, m.own_key);
+    do_register(*m.calls, m.cfg.manager_id, name, std::string(endpoint), ours ? std::string_view(m.own_key) : std::string_view());
   }
   std::lock_guard lk(m.names_mu);
-  if (std::find(m.mine.begin(), m.mine.end(), name) == m.mine.end()) m.mine.emplace_back(name);
+  auto it = std::find_if(m.mine.begin(), m.mine.end(), [&](const auto& p) { return p.first == name; });
+  if (it == m.mine.end())
+    m.mine.emplace_back(std::string(name), std::string(endpoint));
+  else
+    it->second = std::string(endpoint);
 }
 
 void RegistryClient::unregister_actor(std::string_view name) {
   Impl& m = *impl_;
   {
     std::lock_guard lk(m.names_mu);
-    std::erase(m.mine, name);
+    std::erase_if(m.mine, [&](const auto& p) { return p.first == name; });
   }
   std::lock_guard lk(m.calls_mu);
   if (m.closed) throw RegistryError("tern: registry: client is closed");
@@ -409,7 +419,13 @@ std::optional<Resolution> RegistryClient::resolve(std::string_view name) {
   return r;
 }
 
-ActorRef RegistryClient::lookup(std::string_view name, bool allow_offline) {
+ActorRef RegistryClient::lookup(std::string_view name, ShmNode& node, bool allow_offline) {
+  const Resolution r = resolve_cached(name, allow_offline);
+  if (r.endpoint.rfind("shm://", 0) == 0) return node.remote(r.endpoint);
+  return lookup(name, allow_offline);
+}
+
+Resolution RegistryClient::resolve_cached(std::string_view name, bool allow_offline) {
   Impl& m = *impl_;
   std::optional<Resolution> r;
   if (m.cfg.lookup_cache_ms > 0) {
@@ -423,14 +439,23 @@ ActorRef RegistryClient::lookup(std::string_view name, bool allow_offline) {
   if (!r) r = resolve(name);
   if (!r) throw NotFound(std::string(name));
   if (!r->online && !allow_offline) throw Offline(std::string(name), r->endpoint);
-  if (m.own_key.empty()) return m.gateway.remote(name, r->endpoint);
-  if (r->server_key.empty())
+  return *r;
+}
+
+ActorRef RegistryClient::lookup(std::string_view name, bool allow_offline) {
+  Impl& m = *impl_;
+  const Resolution r = resolve_cached(name, allow_offline);  // throws when absent or offline
+  if (r.endpoint.rfind("shm://", 0) == 0)
+    throw RegistryError("tern: registry: actor '" + std::string(name) + "' is at " + r.endpoint +
+                        " (shared memory on its host): use lookup(name, shm_node)");
+  if (m.own_key.empty()) return m.gateway.remote(name, r.endpoint);
+  if (r.server_key.empty())
     throw RegistryError("tern: registry: the gateway runs CURVE but actor '" + std::string(name) + "' at " +
-                        r->endpoint +
+                        r.endpoint +
                         (m.secure ? std::string(" was registered without a CURVE key")
                                   : std::string(" was looked up in a plain registry (not trusted for keys)")) +
                         ": use resolve() and Gateway::remote(name, endpoint, server_key)");
-  return m.gateway.remote(name, r->endpoint, r->server_key);
+  return m.gateway.remote(name, r.endpoint, r.server_key);
 }
 
 std::vector<RegisteredActor> RegistryClient::list() {
@@ -473,7 +498,7 @@ void RegistryClient::close() noexcept {
   }
   m.stop_cv.notify_all();
   if (m.thread.joinable()) m.thread.join();
-  std::vector<std::string> names;
+  std::vector<std::pair<std::string, std::string>> names;
   {
     std::lock_guard lk(m.names_mu);
     names.swap(m.mine);
@@ -481,7 +506,7 @@ void RegistryClient::close() noexcept {
   std::lock_guard lk(m.calls_mu);
   if (m.closed) return;
   m.closed = true;
-  for (const auto& n : names) {
+  for (const auto& [n, endpoint] : names) {
     try {
       do_unregister(*m.calls, m.cfg.manager_id, n);
     } catch (const std::exception& e) {

@@ -97,7 +97,8 @@ inline std::string check_front(const unsigned char* data, std::uint64_t bytes, c
 }
 
 /// Runtime::shm_drain over one connection that nobody writes meanwhile: batches of `limit`
-/// (priority lane first), release() after each, until both are empty or one is bad.
+/// records, the priority lane first and then the normal lane (drain_ring there), release()
+/// of both after each, until a batch finds both empty or one ring is bad.
 inline std::string drain_conn(RingReader& prio, const unsigned char* prio_data, std::uint64_t prio_bytes,
                               RingReader& normal, const unsigned char* normal_data,
                               std::uint64_t normal_bytes, const std::uint32_t* sizes,
@@ -106,33 +107,25 @@ inline std::string drain_conn(RingReader& prio, const unsigned char* prio_data, 
   const std::uint64_t bound = prio_bytes / kRecordUnit + normal_bytes / kRecordUnit;
   for (;;) {
     std::uint32_t n = 0;
-    bool empty = false;
-    while (n < limit) {
-      bool bad = false;
-      std::uint32_t w = 0;
-      RingReader* ring = &prio;
-      const unsigned char* data = prio_data;
-      std::uint64_t bytes = prio_bytes;
-      Record* r = prio.front(w, bad);
-      if (!r && !bad) {
-        ring = &normal;
-        data = normal_data;
-        bytes = normal_bytes;
-        r = normal.front(w, bad);
+    std::string err;
+    auto drain_ring = [&](RingReader& ring, const unsigned char* data, std::uint64_t bytes) {
+      while (n < limit && !out.failed && err.empty()) {
+        bool bad = false;
+        std::uint32_t w = 0;
+        Record* r = ring.front(w, bad);
+        if (!r) {
+          if (bad) out.failed = "a commit word this format never writes";
+          return;
+        }
+        err = check_front(data, bytes, r, w, sizes, n_types, out);
+        if (!err.empty() || out.failed) return;
+        ring.pop(w);
+        ++n;
       }
-      if (bad) {
-        out.failed = "a commit word this format never writes";
-        break;
-      }
-      if (!r) {
-        empty = true;
-        break;
-      }
-      if (std::string e = check_front(data, bytes, r, w, sizes, n_types, out); !e.empty()) return e;
-      if (out.failed) break;
-      ring->pop(w);
-      ++n;
-    }
+    };
+    drain_ring(prio, prio_data, prio_bytes);
+    drain_ring(normal, normal_data, normal_bytes);
+    if (!err.empty()) return err;
     prio.release();
     normal.release();
     if (prio.pending_bytes(static_cast<std::uint32_t>(prio_bytes)) > prio_bytes ||
@@ -144,7 +137,7 @@ inline std::string drain_conn(RingReader& prio, const unsigned char* prio_data, 
       return "the reader consumed " + std::to_string(out.records) + " records from rings of " +
              std::to_string(prio_bytes) + " + " + std::to_string(normal_bytes) +
              " bytes that nobody wrote meanwhile";
-    if (out.failed || empty) return "";
+    if (out.failed || n < limit) return "";
   }
 }
 
@@ -156,14 +149,13 @@ inline std::string run_segment(const std::uint8_t* in, std::size_t size, std::ui
   if (size) std::memcpy(seg.data(), in, size);
   unsigned char* base = seg.data();
   Layout l;
+  Header h;  // the copy validate() checked: the walk takes sizes and counts from it, as attach does
   std::string why;
-  if (!validate(base, size, l, why)) {
+  if (!validate(base, size, l, h, why)) {
     if (why.empty()) return "validate() refused a segment without saying why";
     return "";
   }
   if (l.total > size) return "validate() accepted a segment shorter than its layout";
-  Header h;
-  std::memcpy(static_cast<void*>(&h), base, sizeof h);
   std::uint64_t sum = 0;
   sum += strnlen(h.node, kNameBytes);
   for (std::uint32_t e = 0; e < h.n_exports; ++e) {

@@ -8,8 +8,7 @@
 // To let the real lines stand as they are, the model's `data_` is a cell array whose
 // `data_ + byte_offset` is the Record cell at that offset, `memset` over it zeroes cells
 // (a relaxed store of each cell's word and a plain write of its payload var, as the real
-// memset does to those bytes), and a Record's `word` takes the real commit's
-// `sc ? seq_cst : release` (see Word).
+// memset does to those bytes).
 //
 // The byte array is 16-byte cells, each a commit word (rl::atomic: any cell may start a
 // record in some lap) and an rl::var standing for the cell's other bytes (header fields and
@@ -39,18 +38,9 @@ constexpr std::uint64_t kRecordUnit = 16;
 constexpr std::uint64_t kRecordHeaderBytes = 16;
 constexpr std::uint32_t kRecordPadding = 4;
 
-/// A cell's commit word. The real commit stores `sc ? memory_order_seq_cst :
-/// memory_order_release`; Relacy's memory_order macros carry a `, $` that cannot stand in a
-/// conditional, so the commit line (below) is compiled with them defined as plain orders and
-/// this overload adds the debug info.
-struct Word : rl::atomic<std::uint32_t> {
-  using rl::atomic<std::uint32_t>::store;
-  void store(std::uint32_t v, rl::memory_order mo) { rl::atomic<std::uint32_t>::store(v, mo, $); }
-};
-
 /// One 16-byte cell of the array; a record's header is the cell it starts at.
 struct Record {
-  Word word;
+  rl::atomic<std::uint32_t> word;
   rl::var<int> payload;  ///< the header fields and payload bytes of this cell
 };
 
@@ -182,15 +172,10 @@ class RingWriter {
 
   // mirrors include/tern/detail/shm_layout.hpp
   static void commit(Record& r, std::uint32_t word, bool sc) {
-#pragma push_macro("memory_order_seq_cst")
-#pragma push_macro("memory_order_release")
-#undef memory_order_seq_cst
-#undef memory_order_release
-#define memory_order_seq_cst rl::mo_seq_cst
-#define memory_order_release rl::mo_release
-    r.word.store(word, sc ? memory_order_seq_cst : memory_order_release);  // =
-#pragma pop_macro("memory_order_release")
-#pragma pop_macro("memory_order_seq_cst")
+    if (sc)  // =
+      r.word.store(word, memory_order_seq_cst);  // =
+    else
+      r.word.store(word, memory_order_release);  // =
   }
 
   RingCtl* ctl_;

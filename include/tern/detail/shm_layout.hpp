@@ -156,17 +156,17 @@ inline bool valid_name(const char* s, std::size_t cap) {
 
 /// Checks a segment another process wrote, before anything in it is followed: magic,
 /// version, struct sizes, bounds, the file size, names, type tables. false with `why`
-/// naming the first bad value. Reads `len` bytes at most. `checked`: when given, receives
-/// the copy of the header that was checked; a caller takes sizes and counts from it, never
-/// from the segment again (its writer may change them after this returns).
-inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, std::string& why,
-                     Header* checked = nullptr) {
+/// naming the first bad value. Reads `len` bytes at most.
+/// `hdr` gets the header as checked: use its fields afterwards, never the segment's (another
+/// process may change those after the check).
+inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, Header& hdr,
+                     std::string& why) {
   auto bad = [&](std::string w) {
     why = std::move(w);
     return false;
   };
   if (len < sizeof(Header)) return bad("file of " + std::to_string(len) + " bytes is shorter than a header");
-  Header h;
+  Header& h = hdr;
   std::memcpy(static_cast<void*>(&h), base, sizeof h);  // one copy: fields cannot change under us
   if (h.magic != kMagic) return bad("not a tern segment (magic)");
   if (h.version != kVersion)
@@ -194,8 +194,12 @@ inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, 
         return bad("export " + std::to_string(e) + ": type " + std::to_string(t) + ": name not terminated");
   }
   out = l;
-  if (checked) std::memcpy(static_cast<void*>(checked), static_cast<const void*>(&h), sizeof h);
   return true;
+}
+
+inline bool validate(const unsigned char* base, std::uint64_t len, Layout& out, std::string& why) {
+  Header h;
+  return validate(base, len, out, h, why);
 }
 
 /// The consumer's check of a record front() returned, before its payload is touched: its
@@ -252,7 +256,11 @@ class RingWriter {
 
  private:
   static void commit(Record& r, std::uint32_t word, bool sc) noexcept {
-    r.word.store(word, sc ? std::memory_order_seq_cst : std::memory_order_release);
+    // two stores, not one with a run-time order: that compiles to the strongest (xchg)
+    if (sc)
+      r.word.store(word, std::memory_order_seq_cst);
+    else
+      r.word.store(word, std::memory_order_release);
   }
   RingCtl* ctl_ = nullptr;
   unsigned char* data_ = nullptr;
