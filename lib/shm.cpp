@@ -990,9 +990,8 @@ std::vector<ShmNodeInfo> ShmNode::directory(const std::string& dir) {
         const unsigned char* b = static_cast<const unsigned char*>(m);
         Layout l;
         std::string why;
-        if (validate(b, len, l, why)) {
-          Header h;
-          std::memcpy(static_cast<void*>(&h), b, sizeof h);
+        Header h;  // the copy validate() checked: n_exports is not read again
+        if (validate(b, len, l, h, why)) {
           info.pid = h.owner_pid;
           for (std::uint32_t e = 0; e < h.n_exports; ++e)
             info.actors.push_back(detail::fixed_name(

@@ -307,10 +307,16 @@ class RingReader {
   void release() noexcept {
     const std::uint64_t n = next_ - released_;
     if (n == 0) return;
-    const std::uint64_t off = released_ & mask_;
-    const std::uint64_t first = off + n > mask_ + 1 ? mask_ + 1 - off : n;
-    std::memset(data_ + off, 0, first);
-    if (first != n) std::memset(data_, 0, n - first);
+    if (n >= mask_ + 1) {
+      // a whole lap or more: producers stop at head, so beyond a lap only a scribbler that
+      // re-armed popped records gets here; zero the array once, never past its end
+      std::memset(data_, 0, mask_ + 1);
+    } else {
+      const std::uint64_t off = released_ & mask_;
+      const std::uint64_t first = off + n > mask_ + 1 ? mask_ + 1 - off : n;
+      std::memset(data_ + off, 0, first);
+      if (first != n) std::memset(data_, 0, n - first);
+    }
     released_ = next_;
     ctl_->head.store(next_, std::memory_order_release);
   }
