@@ -71,6 +71,9 @@ ActorRef Manager::manage(std::string name, std::unique_ptr<Actor> actor, ThreadC
   Runtime::set_owner(a, name, this, nullptr);
   a.mailbox().configure(mailbox, &a, a.name().data());  // throws naming a bad value
   a.check_message_sizes(mailbox);
+  // Known now, not only at init(): ShmNode::start() (before init) publishes whether the
+  // exported actor parks, and its peers then wake it (tern/shm.hpp).
+  a.mailbox().set_notify(thread.wake == Wake::futex ? detail::Notify::futex : detail::Notify::none);
   e->actor = std::move(actor);
   e->thread = std::move(thread);
   e->mailbox = mailbox;

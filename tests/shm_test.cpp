@@ -254,6 +254,34 @@ struct Scribbler {
 };
 }  // namespace
 
+TEST_CASE("shm: an exported Wake::futex actor is marked as parking before init, so peers wake it") {
+  // start() comes before the Manager's init(): the segment must already say that this
+  // consumer parks, else no producer wakes it and every message waits for the 100 ms backstop.
+  ShmDir dir;
+  for (const tern::Wake wake : {tern::Wake::futex, tern::Wake::spin}) {
+    CAPTURE(static_cast<int>(wake));
+    tern::Manager ma;
+    auto* echo = new Echo;
+    ma.manage("echo", std::unique_ptr<tern::Actor>(echo), tern::ThreadConfig{.wake = wake});
+    tern::ShmNode a(dir.cfg(wake == tern::Wake::futex ? "f" : "s"));
+    a.export_actor(ma.find("echo"));
+    a.start();
+    {
+      Scribbler s(a.path());
+      CHECK(s.first_export()->futex == (wake == tern::Wake::futex ? 1u : 0u));
+    }
+    ma.init();
+    tern::ShmNode b(dir.cfg(wake == tern::Wake::futex ? "fb" : "sb"));
+    const tern::ActorRef ref = b.remote(a.name(), "echo", 2000ms);
+    for (std::uint64_t i = 0; i < 20; ++i) {  // one at a time: the consumer parks between them
+      REQUIRE(ref.send(Ping{i, ~i}) == tern::SendResult::ok);
+      REQUIRE(wait_until([&] { return echo->got.load() == i + 1; }));
+    }
+    CHECK(echo->bad.load() == 0);
+    ma.end();
+  }
+}
+
 TEST_CASE("shm: a fingerprint mismatch is refused naming the type and the difference") {
   ShmDir dir;
   tern::Manager ma;
