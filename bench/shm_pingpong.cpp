@@ -5,6 +5,8 @@
 //                  tern/shm.hpp (ShmNode, export_actor, remote, reply()), Wake::spin
 //   tern-futex     the same with Wake::futex on both sides (parks every hop, as futex-floor)
 //   tern-stream    16- and 256-byte streams from one process to an actor in the other, send()
+//   tern-gateway   bench/gateway_roundtrip's round trip through two tern gateways (JSON over
+//                  tcp://127.0.0.1), one in each process (only when the gateway is built)
 //   floor          two processes bounce a sequence number over two 64-byte lines of a shared
 //                  mapping (a file in --shm-dir, MAP_SHARED), busy-polling: the spin floor
 //   futex-floor    the same, but the waiter parks on a futex word in the shared mapping
@@ -41,11 +43,22 @@
 #include <tern/shm.hpp>
 
 #include "bench_util.hpp"
+#ifdef TERN_GATEWAY_ROW
+#include <tern/gateway.hpp>
+
+#include "gateway_roundtrip.hpp"
+#endif
 #include "shm_baselines.hpp"
 #include "tern_pingpong.hpp"
 
 using namespace tern;
 using shmb::Failure;
+
+#ifdef TERN_GATEWAY_ROW
+constexpr bool kGateway = true;
+#else
+constexpr bool kGateway = false;
+#endif
 
 #ifdef TERN_ICEORYX_BASELINE
 namespace shmb {
@@ -62,9 +75,9 @@ static const char* kUsage =
     "                    [--cpus A,B] [--timeout S] [--shm-dir DIR] [--ipc-dir DIR] [--json]\n"
     "  tern's shared-memory transport beside its cross-process baselines, in one run on CPUs A\n"
     "  and B (parent on A, a forked child on B; not pinned when fewer than 2 CPUs are online).\n"
-    "  Modes (default: all): tern tern-futex tern-stream floor futex-floor inproc inproc-stream\n"
-    "  floor-stream zmq-ipc zmq-tcp and iceoryx (when built with the iceoryx_baseline feature;\n"
-    "  it starts and stops RouDi)\n"
+    "  Modes (default: all): tern tern-futex tern-stream tern-gateway (when the gateway is\n"
+    "  built) floor futex-floor inproc inproc-stream floor-stream zmq-ipc zmq-tcp and iceoryx\n"
+    "  (when built with the iceoryx_baseline feature; it starts and stops RouDi)\n"
     "  --iterations N  round trips measured per round (default 100000), after --warmup N more\n"
     "                  (default iterations/10); zmq modes: --zmq-iterations (default\n"
     "                  min(iterations, 10000)) and a tenth of that as warm-up\n"
@@ -547,6 +560,67 @@ RoundOut run_tern_stream_mode(const Ctx& c) {
   return o;
 }
 
+// ---- tern-gateway: tern's gateway over TCP between two processes --------------------------------
+#ifdef TERN_GATEWAY_ROW
+/// bench/gateway_roundtrip's round trip (its actors, Ping -> Pong as JSON through two
+/// gateways over tcp://127.0.0.1), the two sides in two processes: the pinger and its gateway
+/// here on CPU A, the ponger and its gateway in the child on CPU B, both Wake::futex (the
+/// gateway's usual setting, and gateway_roundtrip's default), --zmq-iterations as zmq-tcp.
+RoundOut run_tern_gateway(const Ctx& c) {
+  auto registry = [] {
+    wire::Registry reg;
+    reg.add<gwrt::Ping>().add<gwrt::Pong>();
+    return reg;
+  };
+  ThreadConfig ta, tb;
+  ta.wake = tb.wake = Wake::futex;
+  if (c.cpu_a >= 0) ta.cpus = {c.cpu_a};
+  if (c.cpu_b >= 0) tb.cpus = {c.cpu_b};
+  GatewayConfig cfg;
+  cfg.bind = "tcp://127.0.0.1:*";
+  shmb::TwoProcs p(c.procs("tern-gateway"), [&](shmb::Ctl& ctl) {
+    const wire::Registry reg = registry();
+    Manager mgr;
+    auto gw = std::make_unique<Gateway>(reg, cfg);
+    const std::string ep(gw->endpoint());
+    mgr.manage("gw", std::move(gw), tb);
+    mgr.manage("pong", std::make_unique<gwrt::Ponger>(), tb);
+    mgr.init();
+    std::snprintf(ctl.endpoint, sizeof ctl.endpoint, "%s", ep.c_str());
+    ctl.stage.store(1, std::memory_order_release);
+    while (ctl.release.load(std::memory_order_acquire) == 0)
+      (void)shmb::futex_wait_shared(ctl.release, 0, 100'000'000);
+    mgr.end();
+  });
+  p.wait_stage(1);
+  gwrt::Result r;
+  {
+    const wire::Registry reg = registry();
+    Manager mgr;
+    auto gw = std::make_unique<Gateway>(reg, cfg);
+    Gateway& g = *gw;
+    mgr.manage("gw", std::move(gw), ta);
+    auto pinger = std::make_unique<gwrt::Pinger>(c.zmq_warmup, c.zmq_iterations, r);
+    gwrt::Pinger& pi = *pinger;
+    pi.pong = g.remote("pong", p.ctl().endpoint);
+    const ActorRef ping = mgr.manage("ping", std::move(pinger), ta);
+    mgr.init();
+    (void)ping.send(gwrt::Go{});
+    while (pi.done.load(std::memory_order_acquire) == 0) {
+      p.check();
+      nap_ms(5);
+    }
+    mgr.end();
+  }
+  p.ctl().release.store(1, std::memory_order_release);
+  shmb::futex_wake_shared(p.ctl().release);
+  p.join();
+  RoundOut o;
+  o.lat.push_back({"gateway_", "tern gateway x2, tcp://127.0.0.1 JSON, 2 processes, futex", std::move(r.h)});
+  return o;
+}
+#endif
+
 // ---- zmq-ipc and zmq-tcp: libzmq between two processes -------------------------------------------
 
 std::string zerr() { return zmq_strerror(zmq_errno()); }
@@ -738,6 +812,9 @@ const Mode kModes[] = {
     {"tern", run_tern},
     {"tern-futex", run_tern_futex},
     {"tern-stream", run_tern_stream_mode},
+#ifdef TERN_GATEWAY_ROW
+    {"tern-gateway", run_tern_gateway},
+#endif
     {"floor", run_floor},
     {"futex-floor", run_futex_floor},
     {"inproc", run_inproc},
@@ -846,6 +923,7 @@ constexpr RatioDef kRatios[] = {
      "stream_16_msgs_per_s", "inproc_stream_16_msgs_per_s", ">= 0.83 (within 1.2x)"},
     {"stream_256_over_inproc_stream_256", "tern stream 256 B / in-process stream 256 B",
      "stream_256_msgs_per_s", "inproc_stream_256_msgs_per_s", ">= 0.83 (within 1.2x)"},
+    {"gateway_p50_over_p50", "tern gateway p50 / tern shm spin p50", "gateway_p50_ns", "p50_ns", ""},
 };
 
 struct Ratio {
@@ -894,6 +972,9 @@ int main(int argc, char** argv) {
     for (std::string name; std::getline(ss, name, ',');) {
       const Mode* m = std::find_if(std::begin(kModes), std::end(kModes),
                                    [&](const Mode& x) { return name == x.name; });
+      if (m == std::end(kModes) && name == "tern-gateway" && !kGateway)
+        bench::Args::fail("--only: mode 'tern-gateway' is not built (the gateway option is disabled)",
+                          kUsage);
       if (m == std::end(kModes) && name == "iceoryx" && !kIceoryx)
         bench::Args::fail("--only: mode 'iceoryx' is not built (the iceoryx_baseline feature did not "
                           "find libiceoryx-posh-dev and iox-roudi)", kUsage);

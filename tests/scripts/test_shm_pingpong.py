@@ -32,6 +32,21 @@ RATIO_KEYS = ["p50_over_inproc_p50", "p50_over_floor_p50", "p999_over_floor_p999
               "stream_256_over_inproc_stream_256"]
 
 
+def gateway_built():
+    if not SHM_PINGPONG.exists():
+        return False
+    out = subprocess.run([str(SHM_PINGPONG), "--only", "tern-gateway", "--iterations", "0"],
+                         capture_output=True, text=True, timeout=30)
+    return "is not built" not in out.stderr
+
+
+# tern-gateway: only when the gateway (libzmq, simdjson) is built
+if gateway_built():
+    BASE_MODES += ",tern-gateway"
+    LAT_PREFIXES.append("gateway_")
+    RATIO_KEYS.append("gateway_p50_over_p50")
+
+
 def run(tmp_path, *args, timeout=120):
     d = tmp_path / "made"
     d.mkdir(exist_ok=True)
@@ -64,7 +79,7 @@ def test_every_baseline_key_is_present_and_positive(tmp_path):
         assert doc[f"{p}p50_ns"] <= doc[f"{p}p99_ns"] <= doc[f"{p}p999_ns"], p
     for p in ["", "futex_", "floor_", "futex_floor_", "inproc_"]:
         assert doc[f"{p}count"] == 2000, p
-    for p in ["zmq_ipc_", "zmq_tcp_"]:
+    for p in ["zmq_ipc_", "zmq_tcp_"] + (["gateway_"] if "gateway_" in LAT_PREFIXES else []):
         assert doc[f"{p}count"] == 2000, p  # --zmq-iterations: min(iterations, 10000)
     for k in RATE_KEYS:
         assert doc[k] > 0, k
@@ -234,7 +249,8 @@ def test_iceoryx_hanging_child_is_killed_and_roudi_stopped(tmp_path):
 
 
 @pytest.mark.parametrize("only", ["tern", "tern-futex", "tern-stream", "floor", "futex-floor",
-                                  "floor-stream", "zmq-ipc"])
+                                  "floor-stream", "zmq-ipc"]
+                         + (["tern-gateway"] if gateway_built() else []))
 def test_a_child_killed_mid_run_fails_its_mode_at_once(tmp_path, only):
     made = tmp_path / "made"
     made.mkdir()
