@@ -23,22 +23,16 @@
 #include <tern/manager.hpp>
 
 #include "bench_util.hpp"
+#include "gateway_roundtrip.hpp"
 
 namespace {
 
-struct Ping {
-  static constexpr tern::MessageId message_id = 1001;
-  std::int64_t count = 0;
-  TERN_WIRE(Ping, count)
-};
-struct Pong {
-  static constexpr tern::MessageId message_id = 1002;
-  std::int64_t count = 0;
-  TERN_WIRE(Pong, count)
-};
-struct Go {
-  static constexpr tern::MessageId message_id = 1003;
-};
+using gwrt::Go;
+using gwrt::Ping;
+using gwrt::Pinger;
+using gwrt::Pong;
+using gwrt::Ponger;
+using gwrt::Result;
 
 const char* kUsage =
     "usage: gateway_roundtrip [--n N] [--warmup N] [--rounds R] [--wake futex|spin|yield]\n"
@@ -52,12 +46,6 @@ const char* kUsage =
 struct CurveKeys {
   std::string dir;  ///< empty: CURVE off
   tern::CurveKeyPair a, b;
-};
-
-struct Result {
-  tern::Histogram h;
-  double seconds = 0;  ///< wall time of the measured round trips
-  std::uint64_t n = 0;
 };
 
 std::string last_endpoint(void* sock) {
@@ -130,45 +118,6 @@ void bare_round(std::uint64_t warmup, std::uint64_t n, const std::string& frame,
 }
 
 // ---- through two gateways -------------------------------------------------------------------
-
-class Pinger : public tern::Actor {
- public:
-  Pinger(std::uint64_t warmup, std::uint64_t n, Result& out) : warmup_(warmup), n_(n), out_(out) {
-    handle<&Pinger::on_go>();
-    handle<&Pinger::on_pong>();
-  }
-  tern::ActorRef pong;
-  std::atomic<std::uint32_t> done{0};
-
- private:
-  void on_go(const Go&) { send(0); }
-  void on_pong(const Pong& p) {
-    const std::uint64_t now = bench::now_ns();
-    const auto i = static_cast<std::uint64_t>(p.count);
-    if (i >= warmup_) out_.h.record(now - t0_);
-    if (i + 1 == warmup_ + n_) {
-      out_.seconds += static_cast<double>(now - start_) / 1e9;
-      out_.n += n_;
-      done.store(1, std::memory_order_release);
-      done.notify_all();
-      return;
-    }
-    send(i + 1);
-  }
-  void send(std::uint64_t i) {
-    t0_ = bench::now_ns();
-    if (i == warmup_) start_ = t0_;
-    (void)pong.send(Ping{static_cast<std::int64_t>(i)});
-  }
-  std::uint64_t warmup_, n_, t0_ = 0, start_ = 0;
-  Result& out_;
-};
-
-class Ponger : public tern::Actor {
- public:
-  Ponger() { handle<&Ponger::on_ping>(); }
-  void on_ping(const Ping& p) { (void)reply(Pong{p.count}); }
-};
 
 void gateway_round(std::uint64_t warmup, std::uint64_t n, tern::Wake wake, bool inline_dispatch,
                    std::uint32_t spin_turns, const CurveKeys& keys, Result& out) {

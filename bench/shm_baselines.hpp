@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <list>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -93,6 +94,8 @@ inline void on_signal(int sig) {
       if (g_pids[i] > 0) kill(g_pids[i], g_pid_sig[i]);
     for (int i = 0; i < kSlots; ++i)
       if (g_path_used[i]) unlink(g_paths[i]);
+    for (int i = 0; i < kSlots; ++i)  // directories last, once the files in them are gone
+      if (g_path_used[i]) rmdir(g_paths[i]);
   }
   signal(sig, SIG_DFL);
   raise(sig);
@@ -134,6 +137,32 @@ inline std::string unique_path(const std::string& dir, const char* suffix) {
   static unsigned n = 0;
   return dir + "/tern-shmbench-" + std::to_string(getpid()) + "-" + std::to_string(n++) + suffix;
 }
+
+/// A new directory (mode 0700) for one run's tern segments, DIR/tern-shmbench-PID-N.d, and the
+/// segment files expected in it: all removed by the destructor or the signal handler (a
+/// child killed mid-run leaves its node's segment behind; this removes it).
+class TempDir {
+ public:
+  TempDir(const std::string& parent, std::vector<std::string> files) {
+    const std::string d = unique_path(parent, ".d");
+    if (mkdir(d.c_str(), 0700) != 0) throw Failure("cannot create '" + d + "': " + errno_text(errno));
+    dir_.emplace_back(d);  // registered first: the handler removes the files before it
+    for (const std::string& f : files) files_.emplace_back(d + "/" + f);
+    path_ = d;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    files_.clear();  // unlinks them
+    (void)rmdir(path_.c_str());
+    dir_.front().unlink();  // only forgets it (unlink of a directory fails)
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::list<TempPath> dir_, files_;
+  std::string path_;
+};
 
 /// A MAP_SHARED mapping of a whole file.
 class Mapping {
@@ -225,6 +254,8 @@ struct Ctl {
   alignas(kCacheLine) std::atomic<std::uint32_t> stage{0};  ///< the child's progress (mode's own steps)
   alignas(kCacheLine) std::atomic<std::uint32_t> done{0};   ///< the child has finished its work
   std::uint64_t end_ns = 0;   ///< the child's clock when done (CLOCK_MONOTONIC is system-wide)
+  /// The parent's word to a child that serves until told (the tern round trips): finish.
+  alignas(kCacheLine) std::atomic<std::uint32_t> release{0};
   char endpoint[256] = {};    ///< an address the child bound (ZeroMQ tcp port)
   char error[512] = {};       ///< the child's error text, when it exits with status 1
 };

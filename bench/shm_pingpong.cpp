@@ -1,6 +1,12 @@
-// Cross-process baselines for tern's shared-memory transport (issue 11), all in one run on the
-// same two CPUs: each cross-process measurement forks a child pinned to one CPU while the
+// tern's shared-memory transport (issue 11) beside its cross-process baselines, all in one run
+// on the same two CPUs: each cross-process measurement forks a child pinned to one CPU while the
 // parent is pinned to the other, and times round trips (after a warm-up) or a one-way stream.
+//   tern           a 16-byte round trip between two actors in two processes through
+//                  tern/shm.hpp (ShmNode, export_actor, remote, reply()), Wake::spin
+//   tern-futex     the same with Wake::futex on both sides (parks every hop, as futex-floor)
+//   tern-stream    16- and 256-byte streams from one process to an actor in the other, send()
+//   tern-gateway   bench/gateway_roundtrip's round trip through two tern gateways (JSON over
+//                  tcp://127.0.0.1), one in each process (only when the gateway is built)
 //   floor          two processes bounce a sequence number over two 64-byte lines of a shared
 //                  mapping (a file in --shm-dir, MAP_SHARED), busy-polling: the spin floor
 //   futex-floor    the same, but the waiter parks on a futex word in the shared mapping
@@ -17,8 +23,9 @@
 #include <zmq.h>
 
 #include <algorithm>
-#include <bit>
 #include <atomic>
+#include <bit>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -29,16 +36,29 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <tern/manager.hpp>
+#include <tern/shm.hpp>
 
 #include "bench_util.hpp"
+#ifdef TERN_GATEWAY_ROW
+#include <tern/gateway.hpp>
+
+#include "gateway_roundtrip.hpp"
+#endif
 #include "shm_baselines.hpp"
 #include "tern_pingpong.hpp"
 
 using namespace tern;
 using shmb::Failure;
+
+#ifdef TERN_GATEWAY_ROW
+constexpr bool kGateway = true;
+#else
+constexpr bool kGateway = false;
+#endif
 
 #ifdef TERN_ICEORYX_BASELINE
 namespace shmb {
@@ -53,10 +73,11 @@ static const char* kUsage =
     "usage: shm_pingpong [--only MODE[,MODE]] [--iterations N] [--warmup N] [--rounds R]\n"
     "                    [--zmq-iterations N] [--messages M] [--ring-bytes B] [--futex-spin N]\n"
     "                    [--cpus A,B] [--timeout S] [--shm-dir DIR] [--ipc-dir DIR] [--json]\n"
-    "  Cross-process baselines for the shared-memory transport, in one run on CPUs A and B\n"
-    "  (parent on A, a forked child on B; not pinned when fewer than 2 CPUs are online).\n"
-    "  Modes (default: all): floor futex-floor inproc inproc-stream floor-stream zmq-ipc zmq-tcp\n"
-    "  and iceoryx (when built with the iceoryx_baseline feature; it starts and stops RouDi)\n"
+    "  tern's shared-memory transport beside its cross-process baselines, in one run on CPUs A\n"
+    "  and B (parent on A, a forked child on B; not pinned when fewer than 2 CPUs are online).\n"
+    "  Modes (default: all): tern tern-futex tern-stream tern-gateway (when the gateway is\n"
+    "  built) floor futex-floor inproc inproc-stream floor-stream zmq-ipc zmq-tcp and iceoryx\n"
+    "  (when built with the iceoryx_baseline feature; it starts and stops RouDi)\n"
     "  --iterations N  round trips measured per round (default 100000), after --warmup N more\n"
     "                  (default iterations/10); zmq modes: --zmq-iterations (default\n"
     "                  min(iterations, 10000)) and a tenth of that as warm-up\n"
@@ -73,6 +94,7 @@ static const char* kUsage =
     "  --ipc-dir DIR   where zmq-ipc's socket files and iceoryx's RouDi config are made\n"
     "                  (default /tmp)\n"
     "  --json          print one JSON object (all keys) instead of the table\n"
+    "  --json-file F   also write that JSON object to file F (scripts/bench: table and JSON)\n"
     "  --inject hang|crash  test hook: every child hangs, or exits with status 3\n"
     "  Exit status: 0, or 1 when a mode failed (the others still run), 2 on a usage error.\n";
 
@@ -383,6 +405,222 @@ RoundOut run_inproc_stream(const Ctx& c) {
   return o;
 }
 
+// ---- tern, tern-futex, tern-stream: tern's shared-memory transport between two processes -------
+// Each run makes a directory of its own under --shm-dir for the two nodes' segments, removed
+// at the end (also on error and on SIGINT/SIGTERM). The child builds its ShmNode and Manager
+// after the fork (a Manager's threads would not survive one); so does the parent.
+
+/// A node of a tern mode: the rings of --ring-bytes (as floor-stream's and inproc-stream's),
+/// two connection slots per export (one peer connects), the library's default monitor.
+ShmConfig node_config(const std::string& name, const std::string& dir, const Ctx& c) {
+  ShmConfig sc;
+  sc.name = name;
+  sc.dir = dir;
+  sc.ring_bytes = static_cast<std::uint32_t>(c.ring_bytes);  // ShmNode refuses above 256 MiB
+  sc.slots = 2;
+  return sc;
+}
+
+/// Starts `node` with the calling thread unpinned, then pins it to `cpu` again: a thread
+/// inherits its creator's affinity, and the node's monitor thread (it wakes every
+/// ShmConfig::monitor_interval_us) belongs to no measured CPU.
+void start_unpinned(ShmNode& node, int cpu) {
+  if (cpu >= 0) bench::unpin();
+  node.start();
+  bench::pin(cpu);
+}
+
+void nap_ms(long ms) {
+  timespec ts{ms / 1000, (ms % 1000) * 1'000'000};
+  nanosleep(&ts, nullptr);
+}
+
+std::chrono::milliseconds connect_wait(const Ctx& c) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(c.timeout_s * 1000));
+}
+
+/// The round trip of `inproc` (bench/pingpong's actors, a 16-byte ball answered by reply()),
+/// the two actors in two processes: the pinger here on CPU A, the ponger in the child on CPU
+/// B, each exported by its process's node (the ponger's reply reaches the pinger through the
+/// pinger's segment). futex: both park when idle, after --futex-spin polls (default 0: every
+/// hop, as futex-floor) and no sched_yield.
+RoundOut run_tern_rtt(const Ctx& c, Wake wake) {
+  using Ball = bench::BallN<16>;
+  const bool futex = wake == Wake::futex;
+  const std::string name = futex ? "tern-futex" : "tern";
+  shmb::TempDir dir(c.shm_dir, {"tern.ping", "tern.pong"});
+  ThreadConfig ta, tb;
+  ta.wake = tb.wake = wake;
+  ta.spin_limit = tb.spin_limit = c.futex_spin;
+  ta.yield_limit = tb.yield_limit = 0;
+  if (c.cpu_a >= 0) ta.cpus = {c.cpu_a};
+  if (c.cpu_b >= 0) tb.cpus = {c.cpu_b};
+  shmb::TwoProcs p(c.procs(name), [&](shmb::Ctl& ctl) {
+    ShmNode node(node_config("pong", dir.path(), c));
+    Manager mgr;
+    const ActorRef pong = mgr.emplace<bench::Ponger<Ball>>("ponger", tb, MailboxConfig{});
+    node.export_actor(pong);
+    start_unpinned(node, c.cpu_b);
+    mgr.init();
+    ctl.stage.store(1, std::memory_order_release);
+    // Serve until the parent is done (or dies: PR_SET_PDEATHSIG); a look every 100 ms at most.
+    while (ctl.release.load(std::memory_order_acquire) == 0)
+      (void)shmb::futex_wait_shared(ctl.release, 0, 100'000'000);
+    mgr.end();
+  });
+  p.wait_stage(1);
+  Histogram h;
+  {
+    ShmNode node(node_config("ping", dir.path(), c));
+    Manager mgr;  // after the node: destroyed (ended) first
+    auto* pinger = new bench::Pinger<Ball>(ActorRef{}, c.warmup, c.iterations, h);
+    const ActorRef me = mgr.manage("pinger", std::unique_ptr<Actor>(pinger), ta);
+    node.export_actor(me);
+    start_unpinned(node, c.cpu_a);
+    pinger->set_peer(node.remote("pong", "ponger", connect_wait(c)));
+    mgr.init();
+    // The measuring is the pinger's; this thread only watches the child and the deadline.
+    while (!mgr.terminated()) {
+      p.check();
+      nap_ms(5);
+    }
+    mgr.end();
+  }
+  p.ctl().release.store(1, std::memory_order_release);
+  shmb::futex_wake_shared(p.ctl().release);
+  p.join();
+  RoundOut o;
+  if (futex)
+    o.lat.push_back({"futex_", "tern shm: 2 processes, Wake::futex" +
+                                   std::string(c.futex_spin ? ", spin then park" : ", parks every hop") +
+                                   ", 16 B",
+                     h});
+  else
+    o.lat.push_back({"", "tern shm: 2 processes, Wake::spin, 16 B", h});
+  return o;
+}
+RoundOut run_tern(const Ctx& c) { return run_tern_rtt(c, Wake::spin); }
+RoundOut run_tern_futex(const Ctx& c) { return run_tern_rtt(c, Wake::futex); }
+
+/// inproc-stream's consumer actor in the child (Wake::spin, CPU B, exported); the producer is
+/// the parent's main thread on CPU A, send() (waits when the ring is full) through the
+/// node's remote ref. Timed from the first send to the consumer's last receive.
+template <std::size_t N>
+double run_tern_shm_stream(const Ctx& c) {
+  shmb::TempDir dir(c.shm_dir, {"tern.src", "tern.sink"});
+  ThreadConfig tb;
+  tb.wake = Wake::spin;
+  if (c.cpu_b >= 0) tb.cpus = {c.cpu_b};
+  const std::uint64_t n = c.messages;
+  shmb::TwoProcs p(c.procs("tern-stream"), [&](shmb::Ctl& ctl) {
+    ShmNode node(node_config("sink", dir.path(), c));
+    Manager mgr;
+    auto* cons = new StreamConsumer<N>(n);
+    const ActorRef to = mgr.manage("consumer", std::unique_ptr<Actor>(cons), tb);
+    node.export_actor(to);
+    start_unpinned(node, c.cpu_b);
+    mgr.init();
+    ctl.stage.store(1, std::memory_order_release);
+    mgr.run();  // until the consumer has counted n messages (it terminates the Manager)
+    ctl.end_ns = cons->end_ns;
+    const std::uint64_t bad = cons->bad_seq;
+    mgr.end();
+    if (bad != ~0ull)
+      throw Failure("tern-stream: message " + std::to_string(bad) + " arrived out of order");
+    ctl.done.store(1, std::memory_order_release);
+  });
+  p.wait_stage(1);
+  ShmNode node(node_config("src", dir.path(), c));
+  start_unpinned(node, c.cpu_a);
+  const ActorRef to = node.remote("sink", "consumer", connect_wait(c));
+  const std::uint64_t start = bench::now_ns();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    TernMsg<N> m;
+    m.seq = i;
+    m.px = 1.0;
+    const SendResult r = to.send(m);
+    if (r != SendResult::ok) {
+      p.check();  // a child that died says so first (the link closes when it does)
+      throw Failure("tern-stream: send of message " + std::to_string(i) + " returned " +
+                    std::string(to_string(r)));
+    }
+  }
+  p.wait_done();
+  const std::uint64_t end = p.ctl().end_ns;
+  p.join();
+  return static_cast<double>(n) * 1e9 / static_cast<double>(std::max<std::uint64_t>(1, end - start));
+}
+
+RoundOut run_tern_stream_mode(const Ctx& c) {
+  RoundOut o;
+  o.rate.push_back({"stream_16_msgs_per_s", "tern shm stream: 2 processes, Wake::spin, 16 B",
+                    run_tern_shm_stream<16>(c)});
+  o.rate.push_back({"stream_256_msgs_per_s", "tern shm stream: 2 processes, Wake::spin, 256 B",
+                    run_tern_shm_stream<256>(c)});
+  return o;
+}
+
+// ---- tern-gateway: tern's gateway over TCP between two processes --------------------------------
+#ifdef TERN_GATEWAY_ROW
+/// bench/gateway_roundtrip's round trip (its actors, Ping -> Pong as JSON through two
+/// gateways over tcp://127.0.0.1), the two sides in two processes: the pinger and its gateway
+/// here on CPU A, the ponger and its gateway in the child on CPU B, both Wake::futex (the
+/// gateway's usual setting, and gateway_roundtrip's default), --zmq-iterations as zmq-tcp.
+RoundOut run_tern_gateway(const Ctx& c) {
+  auto registry = [] {
+    wire::Registry reg;
+    reg.add<gwrt::Ping>().add<gwrt::Pong>();
+    return reg;
+  };
+  ThreadConfig ta, tb;
+  ta.wake = tb.wake = Wake::futex;
+  if (c.cpu_a >= 0) ta.cpus = {c.cpu_a};
+  if (c.cpu_b >= 0) tb.cpus = {c.cpu_b};
+  GatewayConfig cfg;
+  cfg.bind = "tcp://127.0.0.1:*";
+  shmb::TwoProcs p(c.procs("tern-gateway"), [&](shmb::Ctl& ctl) {
+    const wire::Registry reg = registry();
+    Manager mgr;
+    auto gw = std::make_unique<Gateway>(reg, cfg);
+    const std::string ep(gw->endpoint());
+    mgr.manage("gw", std::move(gw), tb);
+    mgr.manage("pong", std::make_unique<gwrt::Ponger>(), tb);
+    mgr.init();
+    std::snprintf(ctl.endpoint, sizeof ctl.endpoint, "%s", ep.c_str());
+    ctl.stage.store(1, std::memory_order_release);
+    while (ctl.release.load(std::memory_order_acquire) == 0)
+      (void)shmb::futex_wait_shared(ctl.release, 0, 100'000'000);
+    mgr.end();
+  });
+  p.wait_stage(1);
+  gwrt::Result r;
+  {
+    const wire::Registry reg = registry();
+    Manager mgr;
+    auto gw = std::make_unique<Gateway>(reg, cfg);
+    Gateway& g = *gw;
+    mgr.manage("gw", std::move(gw), ta);
+    auto pinger = std::make_unique<gwrt::Pinger>(c.zmq_warmup, c.zmq_iterations, r);
+    gwrt::Pinger& pi = *pinger;
+    pi.pong = g.remote("pong", p.ctl().endpoint);
+    const ActorRef ping = mgr.manage("ping", std::move(pinger), ta);
+    mgr.init();
+    (void)ping.send(gwrt::Go{});
+    while (pi.done.load(std::memory_order_acquire) == 0) {
+      p.check();
+      nap_ms(5);
+    }
+    mgr.end();
+  }
+  p.ctl().release.store(1, std::memory_order_release);
+  shmb::futex_wake_shared(p.ctl().release);
+  p.join();
+  RoundOut o;
+  o.lat.push_back({"gateway_", "tern gateway x2, tcp://127.0.0.1 JSON, 2 processes, futex", std::move(r.h)});
+  return o;
+}
+#endif
+
 // ---- zmq-ipc and zmq-tcp: libzmq between two processes -------------------------------------------
 
 std::string zerr() { return zmq_strerror(zmq_errno()); }
@@ -565,15 +803,18 @@ struct Mode {
   RoundOut (*run)(const Ctx&);
 };
 
-// The order they run in, each round. The tern rows of the shared-memory transport go here:
-// each is a RoundOut (*)(const Ctx&) that builds its segment, forks its peer with
-// shmb::TwoProcs (see run_floor_any: c.procs(name) gives the CPUs, the deadline and the test
-// hook) and returns its rows under these keys:
+// The order they run in, each round. Each forks its peer with shmb::TwoProcs (c.procs(name)
+// gives the CPUs, the deadline and the test hook). tern's rows have the unprefixed keys:
 //   "tern"        round trip, Wake::spin  -> lat prefix ""        (p50_ns, p99_ns, p999_ns)
 //   "tern-futex"  round trip, Wake::futex -> lat prefix "futex_"  (futex_p50_ns ...)
 //   "tern-stream" 16 and 256 B streams    -> rates stream_16_msgs_per_s, stream_256_msgs_per_s
 const Mode kModes[] = {
-    // >>> tern modes (shared-memory transport) are added here <<<
+    {"tern", run_tern},
+    {"tern-futex", run_tern_futex},
+    {"tern-stream", run_tern_stream_mode},
+#ifdef TERN_GATEWAY_ROW
+    {"tern-gateway", run_tern_gateway},
+#endif
     {"floor", run_floor},
     {"futex-floor", run_futex_floor},
     {"inproc", run_inproc},
@@ -643,6 +884,67 @@ std::string fmt_rate(double r) {
   return b;
 }
 
+/// A key's median-round value: "PREFIXp50_ns" / "PREFIXp999_ns" of a latency row, or a rate
+/// key; nothing when its mode did not run or failed.
+std::optional<double> key_value(const Results& res, const std::string& key) {
+  for (const auto& r : res.rate)
+    if (r.key == key) {
+      if (res.errors.count(r.mode)) return std::nullopt;
+      return median(r.rounds);
+    }
+  for (const auto& [suffix, pct] : {std::pair<const char*, double>{"p50_ns", 50}, {"p999_ns", 99.9}}) {
+    const std::string sfx = suffix;
+    if (key.size() < sfx.size() || key.compare(key.size() - sfx.size(), sfx.size(), sfx) != 0) continue;
+    const std::string prefix = key.substr(0, key.size() - sfx.size());
+    for (const auto& l : res.lat)
+      if (l.prefix == prefix) {
+        if (res.errors.count(l.mode)) return std::nullopt;
+        return static_cast<double>(median_round(l.rounds).value_at_percentile(pct));
+      }
+  }
+  return std::nullopt;
+}
+
+/// tern's rows over their baselines in the same run (median rounds); `target` is issue 11's.
+struct RatioDef {
+  const char* key;
+  const char* label;
+  const char* num;
+  const char* den;
+  const char* target;
+};
+constexpr RatioDef kRatios[] = {
+    {"p50_over_inproc_p50", "tern spin p50 / tern in-process p50", "p50_ns", "inproc_p50_ns", "<= 1.3"},
+    {"p50_over_floor_p50", "tern spin p50 / floor p50", "p50_ns", "floor_p50_ns", "<= 1.5"},
+    {"p999_over_floor_p999", "tern spin p99.9 / floor p99.9", "p999_ns", "floor_p999_ns", ""},
+    {"futex_p50_over_futex_floor_p50", "tern futex p50 / futex floor p50", "futex_p50_ns",
+     "futex_floor_p50_ns", "<= 1.3"},
+    {"stream_16_over_inproc_stream_16", "tern stream 16 B / in-process stream 16 B",
+     "stream_16_msgs_per_s", "inproc_stream_16_msgs_per_s", ">= 0.83 (within 1.2x)"},
+    {"stream_256_over_inproc_stream_256", "tern stream 256 B / in-process stream 256 B",
+     "stream_256_msgs_per_s", "inproc_stream_256_msgs_per_s", ">= 0.83 (within 1.2x)"},
+    {"gateway_p50_over_p50", "tern gateway p50 / tern shm spin p50", "gateway_p50_ns", "p50_ns", ""},
+};
+
+struct Ratio {
+  const RatioDef* def;
+  double value;
+};
+std::vector<Ratio> ratios(const Results& res) {
+  std::vector<Ratio> out;
+  for (const RatioDef& d : kRatios) {
+    const auto num = key_value(res, d.num), den = key_value(res, d.den);
+    if (num && den && *den > 0) out.push_back({&d, *num / *den});
+  }
+  return out;
+}
+
+std::string fmt_ratio(double r) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.3f", r);
+  return b;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -659,7 +961,8 @@ int main(int argc, char** argv) {
                     {"timeout", "60"},
                     {"shm-dir", "/dev/shm"},
                     {"ipc-dir", "/tmp"},
-                    {"inject", "none"}},
+                    {"inject", "none"},
+                    {"json-file", ""}},
                    kUsage, {"json"});
   std::vector<const Mode*> modes;
   if (args.str("only").empty()) {
@@ -669,6 +972,9 @@ int main(int argc, char** argv) {
     for (std::string name; std::getline(ss, name, ',');) {
       const Mode* m = std::find_if(std::begin(kModes), std::end(kModes),
                                    [&](const Mode& x) { return name == x.name; });
+      if (m == std::end(kModes) && name == "tern-gateway" && !kGateway)
+        bench::Args::fail("--only: mode 'tern-gateway' is not built (the gateway option is disabled)",
+                          kUsage);
       if (m == std::end(kModes) && name == "iceoryx" && !kIceoryx)
         bench::Args::fail("--only: mode 'iceoryx' is not built (the iceoryx_baseline feature did not "
                           "find libiceoryx-posh-dev and iox-roudi)", kUsage);
@@ -714,6 +1020,7 @@ int main(int argc, char** argv) {
     c.cpu_b = cpus[1];
   }
   const bool json = args.flag("json");
+  if (!args.str("json-file").empty()) bench::write_file(args.str("json-file"), "");  // fails now, not after the run
   shmb::cleanup::install();
 
   if (!json) {
@@ -744,37 +1051,55 @@ int main(int argc, char** argv) {
       }
     }
 
-  if (json) {
-    std::string o = "{\"iterations\": " + std::to_string(c.iterations) +
-                    ", \"warmup\": " + std::to_string(c.warmup) +
-                    ", \"zmq_iterations\": " + std::to_string(c.zmq_iterations) +
-                    ", \"rounds\": " + std::to_string(rounds) +
-                    ", \"messages\": " + std::to_string(c.messages) +
-                    ", \"ring_bytes\": " + std::to_string(c.ring_bytes) +
-                    ", \"futex_spin\": " + std::to_string(c.futex_spin) +
-                    ", \"cpus\": " + (pinned ? "[" + std::to_string(c.cpu_a) + ", " + std::to_string(c.cpu_b) + "]" : std::string("null")) +
-                    ", \"report\": \"median round\", \"modes\": [";
-    for (std::size_t i = 0; i < modes.size(); ++i) o += (i ? ", " : "") + bench::jstr(modes[i]->name);
+  const std::vector<Ratio> rs = ratios(res);
+  std::string o = "{\"iterations\": " + std::to_string(c.iterations) +
+                  ", \"warmup\": " + std::to_string(c.warmup) +
+                  ", \"zmq_iterations\": " + std::to_string(c.zmq_iterations) +
+                  ", \"rounds\": " + std::to_string(rounds) +
+                  ", \"messages\": " + std::to_string(c.messages) +
+                  ", \"ring_bytes\": " + std::to_string(c.ring_bytes) +
+                  ", \"futex_spin\": " + std::to_string(c.futex_spin) +
+                  ", \"cpus\": " + (pinned ? "[" + std::to_string(c.cpu_a) + ", " + std::to_string(c.cpu_b) + "]" : std::string("null")) +
+                  ", \"report\": \"median round\", \"modes\": [";
+  for (std::size_t i = 0; i < modes.size(); ++i) o += (i ? ", " : "") + bench::jstr(modes[i]->name);
+  o += "]";
+  std::string rows_json, rates_json, ratios_json;
+  for (const auto& l : res.lat) {
+    if (res.errors.count(l.mode)) continue;
+    const Histogram& h = median_round(l.rounds);
+    o += ", " + bench::json_fields(l.prefix, h);
+    o += ", \"" + l.prefix + "rounds_p50_ns\": [";
+    for (std::size_t i = 0; i < l.rounds.size(); ++i)
+      o += (i ? ", " : "") + std::to_string(l.rounds[i].value_at_percentile(50));
     o += "]";
-    for (const auto& l : res.lat) {
-      if (res.errors.count(l.mode)) continue;
-      o += ", " + bench::json_fields(l.prefix, median_round(l.rounds));
-      o += ", \"" + l.prefix + "rounds_p50_ns\": [";
-      for (std::size_t i = 0; i < l.rounds.size(); ++i)
-        o += (i ? ", " : "") + std::to_string(l.rounds[i].value_at_percentile(50));
-      o += "]";
-    }
-    for (const auto& r : res.rate) {
-      if (res.errors.count(r.mode)) continue;
-      o += ", " + bench::jstr(r.key) + ": " + fmt_rate(median(r.rounds));
-    }
-    o += ", \"errors\": {";
-    bool first = true;
-    for (const auto& [mode, text] : res.errors) {
-      o += (first ? "" : ", ") + bench::jstr(mode) + ": " + bench::jstr(text);
-      first = false;
-    }
-    o += "}}\n";
+    const std::string key = l.prefix.empty() ? "tern" : l.prefix.substr(0, l.prefix.size() - 1);
+    rows_json += std::string(rows_json.empty() ? "" : ", ") + "{\"key\": " + bench::jstr(key) +
+                 ", \"mode\": " + bench::jstr(l.mode) + ", \"label\": " + bench::jstr(l.label) +
+                 ", " + bench::json_fields("", h) + "}";
+  }
+  for (const auto& r : res.rate) {
+    if (res.errors.count(r.mode)) continue;
+    o += ", " + bench::jstr(r.key) + ": " + fmt_rate(median(r.rounds));
+    rates_json += std::string(rates_json.empty() ? "" : ", ") + "{\"key\": " + bench::jstr(r.key) +
+                  ", \"mode\": " + bench::jstr(r.mode) + ", \"label\": " + bench::jstr(r.label) +
+                  ", \"msgs_per_s\": " + fmt_rate(median(r.rounds)) + "}";
+  }
+  for (const Ratio& r : rs) {
+    o += ", " + bench::jstr(r.def->key) + ": " + fmt_ratio(r.value);
+    ratios_json += std::string(ratios_json.empty() ? "" : ", ") + "{\"key\": " + bench::jstr(r.def->key) +
+                   ", \"label\": " + bench::jstr(r.def->label) + ", \"value\": " + fmt_ratio(r.value) +
+                   ", \"target\": " + bench::jstr(r.def->target) + "}";
+  }
+  o += ", \"rows\": [" + rows_json + "], \"rates\": [" + rates_json + "], \"ratios\": [" +
+       ratios_json + "], \"errors\": {";
+  bool first = true;
+  for (const auto& [mode, text] : res.errors) {
+    o += (first ? "" : ", ") + bench::jstr(mode) + ": " + bench::jstr(text);
+    first = false;
+  }
+  o += "}}\n";
+  bench::write_file(args.str("json-file"), o);
+  if (json) {
     std::fputs(o.c_str(), stdout);
   } else {
     std::vector<bench::Row> rows;
@@ -789,6 +1114,11 @@ int main(int argc, char** argv) {
         header = true;
       }
       std::printf("%-52s %14s\n", r.label.c_str(), fmt_rate(median(r.rounds)).c_str());
+    }
+    if (!rs.empty()) {
+      std::printf("\n%-52s %14s   %s\n", "ratios (same run, median rounds)", "value", "issue 11 target");
+      for (const Ratio& r : rs)
+        std::printf("%-52s %14.2f   %s\n", r.def->label, r.value, r.def->target);
     }
     for (const auto& [mode, text] : res.errors) std::printf("FAILED %s\n", text.c_str());
   }

@@ -41,6 +41,9 @@ class Pinger : public tern::Actor {
     handle<&Pinger::on_start>();
     handle<&Pinger::on_ball>();
   }
+  /// Set-up only, before the Manager's init(): a peer known only after the pinger exists
+  /// (bench/shm_pingpong: a remote actor, reachable once this pinger's node has started).
+  void set_peer(tern::ActorRef peer) { peer_ = peer; }
   void on_start(const tern::Start&) { (void)peer_.send(B{now_ns()}); }
   void on_ball(const B& b) {
     const std::uint64_t t1 = now_ns();

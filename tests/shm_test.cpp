@@ -265,6 +265,34 @@ struct Scribbler {
 };
 }  // namespace
 
+TEST_CASE("shm: an exported Wake::futex actor is marked as parking before init, so peers wake it") {
+  // start() comes before the Manager's init(): the segment must already say that this
+  // consumer parks, else no producer wakes it and every message waits for the 100 ms backstop.
+  ShmDir dir;
+  for (const tern::Wake wake : {tern::Wake::futex, tern::Wake::spin}) {
+    CAPTURE(static_cast<int>(wake));
+    tern::Manager ma;
+    auto* echo = new Echo;
+    ma.manage("echo", std::unique_ptr<tern::Actor>(echo), tern::ThreadConfig{.wake = wake});
+    tern::ShmNode a(dir.cfg(wake == tern::Wake::futex ? "f" : "s"));
+    a.export_actor(ma.find("echo"));
+    a.start();
+    {
+      Scribbler s(a.path());
+      CHECK(s.first_export()->futex == (wake == tern::Wake::futex ? 1u : 0u));
+    }
+    ma.init();
+    tern::ShmNode b(dir.cfg(wake == tern::Wake::futex ? "fb" : "sb"));
+    const tern::ActorRef ref = b.remote(a.name(), "echo", 2000ms);
+    for (std::uint64_t i = 0; i < 20; ++i) {  // one at a time: the consumer parks between them
+      REQUIRE(ref.send(Ping{i, ~i}) == tern::SendResult::ok);
+      REQUIRE(wait_until([&] { return echo->got.load() == i + 1; }));
+    }
+    CHECK(echo->bad.load() == 0);
+    ma.end();
+  }
+}
+
 TEST_CASE("shm: a fingerprint mismatch is refused naming the type and the difference") {
   ShmDir dir;
   EchoNode en(dir, "a");
@@ -324,6 +352,7 @@ TEST_CASE("shm: a corrupted segment header is refused, never misread") {
     }
     std::memcpy(s.base + c.off, &saved, 4);
   }
+  tern::ShmNode b(dir.cfg("b"));
   CHECK_NOTHROW(b.remote("a", "echo"));
 }
 
@@ -355,7 +384,6 @@ TEST_CASE("shm: garbage written into a connection's ring fails that connection, 
   REQUIRE(wait_until([&] { return a.stats().failed == 1; }));
   CHECK(via_b.try_send(Ping{1, ~1ull}) == tern::SendResult::closed);
   // the reader and the other connection are fine
-  echo->next = 0;
   REQUIRE(via_c.send(Ping{0, ~0ull}) == tern::SendResult::ok);
   REQUIRE(wait_until([&] { return echo->got.load() == 2; }));
   CHECK(echo->bad.load() == 0);
@@ -374,7 +402,6 @@ TEST_CASE("shm: a peer that goes away frees its connection; a node that comes ba
   for (int i = 0; i < 10; ++i) {
     tern::ShmNode b(dir.cfg("b" + std::to_string(i)));
     const tern::ActorRef ref = b.remote("a", "echo", 2000ms);
-    echo->next = 0;
     REQUIRE(ref.send(Ping{0, ~0ull}) == tern::SendResult::ok);
     REQUIRE(wait_until([&] { return echo->got.load() == static_cast<std::uint64_t>(i + 1); }));
   }
@@ -454,17 +481,4 @@ TEST_CASE("shm: a segment left by a dead owner is reclaimed at start") {
   REQUIRE(left.size() == 1);
   CHECK(left[0].name == "a");
   CHECK(left[0].alive);
-}
-
-TEST_CASE("shm: an exported actor that parks (Wake::futex) tells its producers to wake it") {
-  // ShmNode::start() comes before Manager::init(): the segment must already say how the
-  // consumer waits, or producers never ring its doorbell and every message waits for the
-  // consumer's park timeout (a backstop of 100 ms) instead of a wake.
-  ShmDir dir;
-  for (const tern::Wake wake : {tern::Wake::futex, tern::Wake::spin}) {
-    CAPTURE(static_cast<int>(wake));
-    EchoNode a(dir, "a", wake);
-    Scribbler s(a.node.path());
-    CHECK(s.first_export()->futex == (wake == tern::Wake::futex ? 1u : 0u));
-  }
 }
