@@ -530,7 +530,10 @@ double run_tern_shm_stream(const Ctx& c) {
     ctl.done.store(1, std::memory_order_release);
   });
   p.wait_stage(1);
-  ShmNode node(node_config("src", dir.path(), c));
+  // one sending thread: the spsc claim, as inproc-stream's spsc mailbox
+  ShmConfig src = node_config("src", dir.path(), c);
+  src.kind = MailboxKind::spsc;
+  ShmNode node(src);
   start_unpinned(node, c.cpu_a);
   const ActorRef to = node.remote("sink", "consumer", connect_wait(c));
   const std::uint64_t start = bench::now_ns();

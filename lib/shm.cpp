@@ -133,6 +133,8 @@ struct LinkConn {
   };
   std::vector<Ex> ex;
   std::atomic<std::int16_t> ex_of[kMaxNames];  ///< by name id: export index, or -1
+  /// kind = spsc: the one thread (or actor) that sends through each export's connection
+  std::unique_ptr<std::atomic<const void*>[]> producer;
 };
 
 /// What the node needs of Actor's private parts.
@@ -244,9 +246,15 @@ namespace detail {
 
 // ---- the producer side: a send into a peer's segment ---------------------------------------
 
-SendResult shm_push(Actor& link_actor, std::uint32_t remote, const MessageInfo& info,
-                    ConstructFn fn, void* ctx, ActorRef from, bool priority) noexcept {
+thread_local constinit ShmRouteCache tl_shm_route __attribute__((tls_model("initial-exec"))){};
+std::atomic<std::uint64_t> g_shm_epoch{1};
+
+SendResult shm_route(Actor& link_actor, std::uint32_t remote, const MessageInfo& info, ActorRef from,
+                     bool priority) noexcept {
+  ShmRouteCache& rc = tl_shm_route;
+  rc.link = nullptr;  // until resolved
   ShmLink& link = static_cast<ShmLink&>(link_actor);
+  ShmRoute& out = rc.rt;
   LinkConn* c = link.conn_.load(std::memory_order_acquire);
   if (!c)  // the peer is not there (now)
     return link.node_->cfg.wait_for_reconnect ? SendResult::full : SendResult::closed;
@@ -267,25 +275,43 @@ SendResult shm_push(Actor& link_actor, std::uint32_t remote, const MessageInfo& 
   if (!code) return SendResult::not_accepted;
   if (info.size > (priority ? x.prio_max_bytes : x.max_bytes)) return SendResult::too_large;
   Actor* const fa = from.actor();
-  const std::uint32_t sender = fa && !from.is_remote() ? ShmLinkAccess::export_of(*fa, link.node_) : 0;
-  const std::uint32_t word = record_bytes(info.size, false);
-  RingWriter& w = priority ? x.prio : x.normal;
-  const PushStatus st = w.push(
-      word,
-      [&](Record& r) noexcept {
-        fn(ctx, r.body());
-        r.type = code - 1u;
-        r.sender = sender;
-        r.sender_remote = 0;
-      },
-      x.futex);
-  if (st != PushStatus::ok) return to_send_result(st);
-  if (x.futex && x.x->sleeping.load(std::memory_order_seq_cst) &&
-      x.x->sleeping.exchange(0, std::memory_order_seq_cst) == 1) {
-    x.x->doorbell.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake_shared(x.x->doorbell);
+  out.ring = priority ? &x.prio : &x.normal;
+  out.x = x.x;
+  out.code = code - 1u;
+  out.sender = fa && !from.is_remote() ? ShmLinkAccess::export_of(*fa, link.node_) : 0;
+  out.futex = x.futex;
+  out.spsc = !priority && link.node_->cfg.kind == MailboxKind::spsc;
+  if (out.spsc) {
+    // as Mailbox::check_single_producer: the actor whose handler sends, else the thread
+    const void* me = tl_ctx.current ? static_cast<const void*>(tl_ctx.current) : __builtin_thread_pointer();
+    std::atomic<const void*>& owner = c->producer[e];
+    const void* first = owner.load(std::memory_order_relaxed);
+    if (first != me && !(first == nullptr && owner.compare_exchange_strong(first, me))) {
+      std::fprintf(stderr,
+                   "tern: ShmNode '%s' has kind spsc but a second thread sent to '%s' of node '%s' "
+                   "(spsc takes one thread, or one actor, per remote actor); use MailboxKind::mpsc\n",
+                   link.node_->cfg.name.c_str(), x.name.c_str(), link.peer_.c_str());
+      std::abort();
+    }
   }
+  out.live = &link.conn_;
+  out.conn = c;
+  out.state = &x.slot->state;
+  rc.link = &link;
+  rc.remote = remote;
+  rc.priority = priority;
+  rc.info = &info;
+  rc.from = from;
+  rc.current = tl_ctx.current;
+  rc.epoch = g_shm_epoch.load(std::memory_order_acquire);
   return SendResult::ok;
+}
+
+void shm_wake(Export& x) noexcept {
+  if (x.sleeping.load(std::memory_order_seq_cst) && x.sleeping.exchange(0, std::memory_order_seq_cst) == 1) {
+    x.doorbell.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_shared(x.doorbell);
+  }
 }
 
 // ---- the consumer side: run by the exported actor's thread ---------------------------------
@@ -527,6 +553,8 @@ ShmNode::~ShmNode() {
       if (conn->fd >= 0) close(conn->fd);
     }
   }
+  // routes cached by any thread may point into these links: void them first
+  detail::g_shm_epoch.fetch_add(1, std::memory_order_acq_rel);
   n.links.clear();
   // The exported actors are not touched: they have stopped (Manager::end() comes first) and
   // may already be destroyed (a Manager destroyed before this node).
@@ -748,6 +776,7 @@ std::string ShmNode::Impl::attach(ShmLink& link, bool& not_there) {
     ours.push_back(mi);
   }
   const std::uint32_t n_exp = hdr.n_exports;
+  c->producer = std::make_unique<std::atomic<const void*>[]>(n_exp ? n_exp : 1);
   for (std::uint32_t e = 0; e < n_exp; ++e) {
     Export* x = export_at(b, l, e);
     LinkConn::Ex ex;

@@ -482,3 +482,21 @@ TEST_CASE("shm: a segment left by a dead owner is reclaimed at start") {
   CHECK(left[0].name == "a");
   CHECK(left[0].alive);
 }
+
+TEST_CASE("shm: kind spsc (one sending thread per connection) streams exact and in order") {
+  ShmDir dir;
+  EchoNode en(dir, "a");
+  tern::ShmConfig cfg = dir.cfg("b");
+  cfg.kind = tern::MailboxKind::spsc;
+  tern::ShmNode b(cfg);
+  const tern::ActorRef ref = b.remote("a", "echo", 2000ms);
+  const std::uint64_t n = scaled(300000);
+  for (std::uint64_t i = 0; i < n; ++i) REQUIRE(ref.send(Ping{i, ~i}) == tern::SendResult::ok);
+  REQUIRE(wait_until([&] { return en.echo->got.load() == n; }));
+  CHECK(en.echo->bad.load() == 0);
+  // the priority lane still claims by CAS: any thread may use it
+  std::thread other([&] { CHECK(ref.send_priority(Ping{n, ~n}) == tern::SendResult::ok); });
+  other.join();
+  REQUIRE(wait_until([&] { return en.echo->got.load() == n + 1; }));
+  CHECK(en.echo->bad.load() == 0);
+}

@@ -20,6 +20,7 @@
 
 #include <tern/actor_ref.hpp>
 #include <tern/config.hpp>
+#include <tern/detail/shm_layout.hpp>
 #include <tern/mailbox.hpp>
 #include <tern/message.hpp>
 
@@ -50,11 +51,43 @@ namespace detail {
 struct Runtime;  // lib/runtime.cpp: the loops that drain mailboxes
 struct ShmInbox;  // lib/shm.cpp: an exported actor's connections from other processes
 struct ShmLinkAccess;  // lib/shm.cpp
-/// Builds a message at `dst` (type-erased construct for a send that leaves the process).
-using ConstructFn = void (*)(void* ctx, void* dst) noexcept;
-/// A send to remote actor `remote` behind the shared-memory link actor `link` (tern/shm.hpp).
-SendResult shm_push(Actor& link, std::uint32_t remote, const MessageInfo& info, ConstructFn fn,
-                    void* ctx, ActorRef from, bool priority) noexcept;
+struct LinkConn;  // lib/shm.cpp: one attachment of a link to a peer's segment
+/// Where a send through a shared-memory link goes (tern/shm.hpp): the ring in the peer's
+/// segment, the record's type code and sender, how to wake the consumer; and what says the
+/// route still holds (the link's attachment unchanged, the connection still active).
+struct ShmRoute {
+  shm::RingWriter* ring = nullptr;
+  shm::Export* x = nullptr;
+  std::uint32_t code = 0;
+  std::uint32_t sender = 0;
+  bool futex = false;  ///< the consumer may park: commit seq_cst, then shm_wake
+  bool spsc = false;   ///< one producer thread per connection (ShmConfig::kind)
+  const std::atomic<LinkConn*>* live = nullptr;  ///< the link's current attachment...
+  LinkConn* conn = nullptr;                      ///< ...must still be this one
+  const std::atomic<std::uint32_t>* state = nullptr;  ///< the slot's state: must be active
+};
+/// The last route this thread resolved, with what it was resolved for: a thread streaming to
+/// one remote actor resolves once, then checks two words per send.
+struct ShmRouteCache {
+  const Actor* link = nullptr;
+  std::uint32_t remote = 0;
+  bool priority = false;
+  const MessageInfo* info = nullptr;
+  ActorRef from;
+  const Actor* current = nullptr;  ///< tl_ctx.current then (the spsc producer check)
+  std::uint64_t epoch = 0;         ///< g_shm_epoch then
+  ShmRoute rt;
+};
+/// Bumped when a ShmNode goes (its link actors with it): older cached routes are void.
+extern std::atomic<std::uint64_t> g_shm_epoch;
+extern thread_local constinit ShmRouteCache tl_shm_route __attribute__((tls_model("initial-exec")));
+/// Resolves remote actor `remote` behind link actor `link` for a message of type `info`
+/// into tl_shm_route: ok, or why not (closed, no_target, not_accepted, too_large, full; the
+/// cache is then cleared).
+SendResult shm_route(Actor& link, std::uint32_t remote, const MessageInfo& info, ActorRef from,
+                     bool priority) noexcept;
+/// After a seq_cst commit: wakes the consumer if it announced that it parks.
+void shm_wake(shm::Export& x) noexcept;
 struct TopicAccess;  // tern/topic.hpp: registers the TopicWake handler
 std::uint64_t now_ns() noexcept;
 
@@ -308,11 +341,31 @@ SendResult ActorRef::push_with(const MessageInfo& info, Construct&& construct, A
   const std::uint32_t remote = remote_;
   if (remote) [[unlikely]] {
     if (detail::tl_ctx.direct_gateway == &a) return send_direct<kStack>(a, info, construct, remote, from);
-    if (a.shm_link_)  // another process on this host, through shared memory
-      return detail::shm_push(
-          a, remote, info,
-          [](void* c, void* dst) noexcept { (*static_cast<std::remove_reference_t<Construct>*>(c))(dst); },
-          &construct, from, priority);
+    if (a.shm_link_) {  // another process on this host: straight into its segment
+      detail::ShmRouteCache& rc = detail::tl_shm_route;
+      if (rc.link != &a || rc.remote != remote || rc.info != &info || rc.priority != priority ||
+          rc.from != from || rc.current != detail::tl_ctx.current ||
+          rc.epoch != detail::g_shm_epoch.load(std::memory_order_acquire) ||
+          rc.rt.live->load(std::memory_order_acquire) != rc.rt.conn ||
+          rc.rt.state->load(std::memory_order_relaxed) != detail::shm::kActive) [[unlikely]] {
+        if (const SendResult r = detail::shm_route(a, remote, info, from, priority); r != SendResult::ok)
+          return r;
+      }
+      const detail::ShmRoute& rt = rc.rt;
+      auto fill = [&](detail::Record& r) noexcept {
+        construct(r.body());
+        r.type = rt.code;
+        r.sender = rt.sender;
+        r.sender_remote = 0;
+      };
+      const std::uint32_t word = detail::record_bytes(info.size, false);
+      const detail::PushStatus st =
+          rt.spsc ? rt.ring->push_spsc(word, fill, rt.futex) : rt.ring->push(word, fill, rt.futex);
+      if (st != detail::PushStatus::ok) [[unlikely]]
+        return detail::to_send_result(st);
+      if (rt.futex) detail::shm_wake(*rt.x);
+      return SendResult::ok;
+    }
   }
   const bool stamp = a.mailbox_.stamps();
   const std::uint32_t type = detail::type_index_of(info);

@@ -66,6 +66,12 @@ struct ShmConfig {
   /// it return SendResult::closed; true, they report `full`, so a blocking send() waits until
   /// the node is back and the monitor has reconnected (try_send returns full at once).
   bool wait_for_reconnect = false;
+  /// How this node's sends claim space in a peer's ring: mpsc (default: any threads of this
+  /// process send through one connection, a CAS per send) or spsc (one thread per connection
+  /// into each remote actor, a plain store: the faster stream; a second thread sending
+  /// through the same connection corrupts it: the peer then fails the connection, as for
+  /// garbage). The priority lane always claims by CAS.
+  MailboxKind kind = MailboxKind::mpsc;
 };
 
 /// Counters of a node, since start(). Any thread; relaxed snapshots.

@@ -242,6 +242,35 @@ class RingWriter {
                                            std::memory_order_relaxed))
         break;
     }
+    publish(pos, pad, word, fill, sc);
+    return PushStatus::ok;
+  }
+  /// One producer thread (ShmConfig::kind = spsc: the sending node vouches for it): the
+  /// same as push() with a plain store of the shared tail instead of a CAS.
+  template <class Fill>
+  PushStatus push_spsc(std::uint32_t word, Fill&& fill, bool sc) noexcept {
+    const std::uint64_t bytes = word & ~std::uint64_t{kRecordUnit - 1};
+    const std::uint64_t cap = mask_ + 1;
+    std::uint64_t pos = ctl_->tail.load(std::memory_order_relaxed);
+    const std::uint64_t off = pos & mask_;
+    const std::uint64_t pad = off + bytes > cap ? cap - off : 0;
+    if (pos - ctl_->head_cache.load(std::memory_order_relaxed) + pad + bytes > cap) {
+      const std::uint64_t h = ctl_->head.load(std::memory_order_acquire);
+      ctl_->head_cache.store(h, std::memory_order_relaxed);
+      if (pos - h + pad + bytes > cap) return PushStatus::full;
+    }
+    ctl_->tail.store(pos + pad + bytes, std::memory_order_relaxed);  // read by drained() only
+    publish(pos, pad, word, fill, sc);
+    return PushStatus::ok;
+  }
+  explicit operator bool() const noexcept { return ctl_ != nullptr; }
+
+ private:
+  template <class Fill>
+  void publish(std::uint64_t pos, std::uint64_t pad, std::uint32_t word, Fill& fill, bool sc) noexcept {
+    // as Ring::publish: ask for a line a few records ahead, so its transfer from the
+    // consumer (who zeroed it) is off the next send's critical path
+    __builtin_prefetch(data_ + ((pos + Ring::kPrefetchAhead) & mask_), 1, 3);
     if (pad) [[unlikely]] {
       commit(*reinterpret_cast<Record*>(data_ + (pos & mask_)),
              static_cast<std::uint32_t>(pad) | kRecordPadding, sc);
@@ -250,11 +279,7 @@ class RingWriter {
     Record& r = *reinterpret_cast<Record*>(data_ + (pos & mask_));
     fill(r);
     commit(r, word, sc);
-    return PushStatus::ok;
   }
-  explicit operator bool() const noexcept { return ctl_ != nullptr; }
-
- private:
   static void commit(Record& r, std::uint32_t word, bool sc) noexcept {
     // two stores, not one with a run-time order: that compiles to the strongest (xchg)
     if (sc)
