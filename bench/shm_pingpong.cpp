@@ -455,8 +455,14 @@ RoundOut run_tern_rtt(const Ctx& c, Wake wake) {
   ta.yield_limit = tb.yield_limit = 0;
   if (c.cpu_a >= 0) ta.cpus = {c.cpu_a};
   if (c.cpu_b >= 0) tb.cpus = {c.cpu_b};
+  // one sending actor on each side: the spsc claim, as inproc's spsc mailboxes
+  auto spsc_node = [&](const std::string& n) {
+    ShmConfig sc = node_config(n, dir.path(), c);
+    sc.kind = MailboxKind::spsc;
+    return sc;
+  };
   shmb::TwoProcs p(c.procs(name), [&](shmb::Ctl& ctl) {
-    ShmNode node(node_config("pong", dir.path(), c));
+    ShmNode node(spsc_node("pong"));
     Manager mgr;
     const ActorRef pong = mgr.emplace<bench::Ponger<Ball>>("ponger", tb, MailboxConfig{});
     node.export_actor(pong);
@@ -471,7 +477,7 @@ RoundOut run_tern_rtt(const Ctx& c, Wake wake) {
   p.wait_stage(1);
   Histogram h;
   {
-    ShmNode node(node_config("ping", dir.path(), c));
+    ShmNode node(spsc_node("ping"));
     Manager mgr;  // after the node: destroyed (ended) first
     auto* pinger = new bench::Pinger<Ball>(ActorRef{}, c.warmup, c.iterations, h);
     const ActorRef me = mgr.manage("pinger", std::unique_ptr<Actor>(pinger), ta);
