@@ -159,7 +159,8 @@ struct ShmLinkAccess {
 };
 
 /// The actor that stands for a peer node: ActorRef(link, id) is a remote actor there. It
-/// never runs; sends through it go straight into the peer's segment (shm_push).
+/// never runs; sends through it go straight into the peer's segment (shm_route, then the
+/// push in ActorRef::push_with).
 class ShmLink final : public Actor {
  public:
   ShmLink(ShmNode::Impl* node, std::string peer) : node_(node), peer_(std::move(peer)) {}
@@ -485,7 +486,7 @@ bool Runtime::shm_drained(ShmInbox& in) noexcept {
 }
 
 bool Runtime::shm_begin_park(ShmInbox& in) noexcept {
-  // Dekker with shm_push: our seq_cst store of `sleeping`, then the rings; a producer's
+  // Dekker with the producers' push (ActorRef::push_with, shm_wake): our seq_cst store of `sleeping`, then the rings; a producer's
   // seq_cst commit, then `sleeping`. A doorbell bumped after `seen` makes the wait return.
   in.x->sleeping.store(1, std::memory_order_seq_cst);
   if (in.x->conn_gen.load(std::memory_order_seq_cst) != in.seen_gen) return false;

@@ -12,30 +12,15 @@
 #include <string>
 #include <vector>
 
+#include "fuzz/corpus.hpp"
 #include "fuzz/gateway_harness.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fuzz_dir() {
-  const char* root = std::getenv("TERN_SOURCE_ROOT");
-  return fs::path(root ? root : ".") / "tests" / "fuzz";
-}
-
-std::vector<fs::path> files_in(const fs::path& dir) {
-  std::vector<fs::path> out;
-  if (fs::is_directory(dir))
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.is_regular_file() && e.path().filename().string()[0] != '.') out.push_back(e.path());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using tern::fuzz::files_in;
+using tern::fuzz::fuzz_dir;
 
 /// Runs `input` through the harness and checks the gateway answers a valid Ping after it.
 void replay(tern::fuzz::Harness& h, std::string_view input) {
@@ -68,7 +53,7 @@ TEST_CASE("every seed of the fuzz corpus keeps the fuzz target's invariants") {
   tern::fuzz::Harness h;
   for (const fs::path& p : seeds) {
     CAPTURE(p.filename().string());
-    replay(h, slurp(p));
+    replay(h, tern::fuzz::slurp<std::string>(p));
   }
   const tern::GatewayStats s = h.gateway().stats();
   CHECK(s.messages_in > seeds.size() / 4);   // valid seeds were delivered
@@ -80,7 +65,7 @@ TEST_CASE("every crash input the fuzzer found is handled and survived") {
   tern::fuzz::Harness h;
   for (const fs::path& p : crashes) {
     CAPTURE(p.filename().string());
-    replay(h, slurp(p));
+    replay(h, tern::fuzz::slurp<std::string>(p));
   }
 }
 
@@ -101,7 +86,7 @@ TEST_CASE("malformed JSON inside an undeclared payload field is not delivered") 
   for (const fs::path& p : files_in(fuzz_dir() / "regressions")) {
     if (p.filename().string().rfind("strict-json-", 0) != 0) continue;
     CAPTURE(p.filename().string());
-    CHECK(h.run(slurp(p)) == "");
+    CHECK(h.run(tern::fuzz::slurp<std::string>(p)) == "");
   }
   CHECK(h.check_serving() == "");
 }

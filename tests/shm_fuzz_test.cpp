@@ -24,6 +24,7 @@
 #include <tern/manager.hpp>
 #include <tern/shm.hpp>
 
+#include "fuzz/corpus.hpp"
 #include "fuzz/shm_harness.hpp"
 
 namespace fs = std::filesystem;
@@ -33,24 +34,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-fs::path fuzz_dir() {
-  const char* root = std::getenv("TERN_SOURCE_ROOT");
-  return fs::path(root ? root : ".") / "tests" / "fuzz";
-}
-
-std::vector<fs::path> files_in(const fs::path& dir) {
-  std::vector<fs::path> out;
-  if (fs::is_directory(dir))
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.is_regular_file() && e.path().filename().string()[0] != '.') out.push_back(e.path());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-Bytes slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using tern::fuzz::files_in;
+using tern::fuzz::fuzz_dir;
 
 /// With TERN_WRITE_SHM_CORPUS set, writes a seed file there.
 void keep_seed(const std::string& name, const Bytes& b) {
@@ -273,7 +258,7 @@ Bytes real_segment(int n) {
                                              : to.try_send(Tick{seq});
       REQUIRE(r == tern::SendResult::ok);
     }
-    out = slurp(a.path());
+    out = tern::fuzz::slurp<Bytes>(a.path());
     m.init();  // the actor drains what was sent, then stops before its node goes
     m.end();
   }
@@ -366,8 +351,8 @@ TEST_CASE("shm fuzz: release() after more than a lap between releases stays insi
 TEST_CASE("shm fuzz: every seed of the shm corpus and every saved fuzz input is survived") {
   const std::vector<fs::path> seeds = files_in(fuzz_dir() / "corpus_shm");
   REQUIRE(seeds.size() >= 10);
-  for (const fs::path& p : seeds) replay(p.filename().string(), slurp(p));
-  for (const fs::path& p : files_in(fuzz_dir() / "regressions_shm")) replay(p.filename().string(), slurp(p));
+  for (const fs::path& p : seeds) replay(p.filename().string(), tern::fuzz::slurp<Bytes>(p));
+  for (const fs::path& p : files_in(fuzz_dir() / "regressions_shm")) replay(p.filename().string(), tern::fuzz::slurp<Bytes>(p));
 }
 
 TEST_CASE("shm fuzz: validate() hands back the header it checked; later scribbles do not reach the caller") {

@@ -110,18 +110,22 @@ class RingWriter {
   PushStatus push(std::uint32_t word, Fill&& fill, bool sc) {
     std::uint64_t pos, pad;
     if (!claim(word, pos, pad)) return PushStatus::full;
+    // mirrors include/tern/detail/ring.hpp
+    // (Ring::publish, which RingWriter calls with its data_ and mask_)
+    auto& data = data_;
+    const std::uint64_t mask = mask_;
 #ifdef TERN_RL_BUG_NO_PADDING_COMMIT
     if (pad) {  // seeded bug: the padding's word is never written
       pos += pad;
     }
 #else
     if (pad) [[unlikely]] {  // =
-      commit(*reinterpret_cast<Record*>(data_ + (pos & mask_)),  // =
+      commit(*reinterpret_cast<Record*>(data + (pos & mask)),  // =
              static_cast<std::uint32_t>(pad) | kRecordPadding, sc);  // =
       pos += pad;  // =
     }
 #endif
-    Record& r = *reinterpret_cast<Record*>(data_ + (pos & mask_));  // =
+    Record& r = *reinterpret_cast<Record*>(data + (pos & mask));  // =
 #ifdef TERN_RL_BUG_COMMIT_BEFORE_FILL
     commit(r, word, sc);  // seeded bug
     fill(r, pos);
@@ -170,7 +174,8 @@ class RingWriter {
     return true;
   }
 
-  // mirrors include/tern/detail/shm_layout.hpp
+  // mirrors include/tern/detail/ring.hpp
+  // (Ring::commit, through Ring::publish)
   static void commit(Record& r, std::uint32_t word, bool sc) {
     if (sc)  // =
       r.word.store(word, memory_order_seq_cst);  // =

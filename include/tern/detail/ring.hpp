@@ -288,25 +288,11 @@ class Ring {
     release();
   }
 
- private:
-  Record* at(std::uint64_t pos) const noexcept {
-    return reinterpret_cast<Record*>(data_ + (pos & mask_));
-  }
-  static std::uint64_t advance(std::uint64_t w, std::uint64_t bytes, std::uint64_t count) noexcept {
-    return w + bytes + count * kCountOne;  // see "Positions" at the top of this file
-  }
-  static std::uint64_t used(std::uint64_t tail, std::uint64_t head) noexcept {
-    return (tail - head) & kPosMask;
-  }
-  /// Bytes of padding needed before a record of `bytes` claimed at `pos`: the rest of the
-  /// array when the record would cross its end, else 0.
-  std::uint64_t padding(std::uint64_t pos, std::uint64_t bytes) const noexcept {
-    const std::uint64_t off = pos & mask_;
-    return off + bytes > mask_ + 1 ? mask_ + 1 - off : 0;
-  }
-
-  /// `data`, `mask`: data_ and mask_, read by the caller into locals before its own stores
-  /// (a payload or tail store could alias the members, so they would be read again).
+  /// A claimed record's write: its padding record first when `pad`, then `fill(Record&)`,
+  /// then the commit word. Producers of this ring, and of a ring in shared memory
+  /// (shm::RingWriter). `data`, `mask`: data_ and mask_, read by the caller into locals before
+  /// its own stores (a payload or tail store could alias the members, so they would be read
+  /// again).
   template <class Fill>
   static void publish(unsigned char* data, std::uint64_t mask, std::uint64_t pos, std::uint64_t pad,
                       std::uint32_t word, Fill&& fill, bool sc) noexcept {
@@ -327,6 +313,23 @@ class Ring {
       r.word.store(word, std::memory_order_seq_cst);
     else
       r.word.store(word, std::memory_order_release);
+  }
+
+ private:
+  Record* at(std::uint64_t pos) const noexcept {
+    return reinterpret_cast<Record*>(data_ + (pos & mask_));
+  }
+  static std::uint64_t advance(std::uint64_t w, std::uint64_t bytes, std::uint64_t count) noexcept {
+    return w + bytes + count * kCountOne;  // see "Positions" at the top of this file
+  }
+  static std::uint64_t used(std::uint64_t tail, std::uint64_t head) noexcept {
+    return (tail - head) & kPosMask;
+  }
+  /// Bytes of padding needed before a record of `bytes` claimed at `pos`: the rest of the
+  /// array when the record would cross its end, else 0.
+  std::uint64_t padding(std::uint64_t pos, std::uint64_t bytes) const noexcept {
+    const std::uint64_t off = pos & mask_;
+    return off + bytes > mask_ + 1 ? mask_ + 1 - off : 0;
   }
 
   struct alignas(kCacheLine) Producers {

@@ -242,7 +242,7 @@ class RingWriter {
                                            std::memory_order_relaxed))
         break;
     }
-    publish(pos, pad, word, fill, sc);
+    Ring::publish(data_, mask_, pos, pad, word, fill, sc);
     return PushStatus::ok;
   }
   /// One producer thread (ShmConfig::kind = spsc: the sending node vouches for it): the
@@ -259,34 +259,12 @@ class RingWriter {
       ctl_->head_cache.store(h, std::memory_order_relaxed);
       if (pos - h + pad + bytes > cap) return PushStatus::full;
     }
-    ctl_->tail.store(pos + pad + bytes, std::memory_order_relaxed);  // read by drained() only
-    publish(pos, pad, word, fill, sc);
+    ctl_->tail.store(pos + pad + bytes, std::memory_order_relaxed);  // read by pending_bytes() only
+    Ring::publish(data_, mask_, pos, pad, word, fill, sc);
     return PushStatus::ok;
   }
-  explicit operator bool() const noexcept { return ctl_ != nullptr; }
 
  private:
-  template <class Fill>
-  void publish(std::uint64_t pos, std::uint64_t pad, std::uint32_t word, Fill& fill, bool sc) noexcept {
-    // as Ring::publish: ask for a line a few records ahead, so its transfer from the
-    // consumer (who zeroed it) is off the next send's critical path
-    __builtin_prefetch(data_ + ((pos + Ring::kPrefetchAhead) & mask_), 1, 3);
-    if (pad) [[unlikely]] {
-      commit(*reinterpret_cast<Record*>(data_ + (pos & mask_)),
-             static_cast<std::uint32_t>(pad) | kRecordPadding, sc);
-      pos += pad;
-    }
-    Record& r = *reinterpret_cast<Record*>(data_ + (pos & mask_));
-    fill(r);
-    commit(r, word, sc);
-  }
-  static void commit(Record& r, std::uint32_t word, bool sc) noexcept {
-    // two stores, not one with a run-time order: that compiles to the strongest (xchg)
-    if (sc)
-      r.word.store(word, std::memory_order_seq_cst);
-    else
-      r.word.store(word, std::memory_order_release);
-  }
   RingCtl* ctl_ = nullptr;
   unsigned char* data_ = nullptr;
   std::uint64_t mask_ = 0;
@@ -359,8 +337,6 @@ class RingReader {
     const std::uint64_t d = ctl_->tail.load(std::memory_order_acquire) - next_;
     return d > bytes ? bytes : d;
   }
-  /// Has every claim been consumed? (the producers' tail: a hint, never followed)
-  bool drained() const noexcept { return ctl_->tail.load(std::memory_order_acquire) == next_; }
   /// Owner, the slot no longer in use: zero the array and the shared positions.
   void reset(std::uint32_t bytes) noexcept {
     std::memset(data_, 0, bytes);
