@@ -71,8 +71,8 @@ ActorRef Manager::manage(std::string name, std::unique_ptr<Actor> actor, ThreadC
   Runtime::set_owner(a, name, this, nullptr);
   a.mailbox().configure(mailbox, &a, a.name().data());  // throws naming a bad value
   a.check_message_sizes(mailbox);
-  // Set here, not only at init(): a ShmNode exporting this actor (started before init())
-  // writes into its segment whether producers in other processes must wake it.
+  // How producers wake it, fixed here rather than at init(): a ShmNode exporting this actor
+  // (started before init()) writes into its segment whether peers must wake it.
   a.mailbox().set_notify(thread.wake == Wake::futex ? detail::Notify::futex : detail::Notify::none);
   e->actor = std::move(actor);
   e->thread = std::move(thread);
@@ -109,8 +109,6 @@ void Manager::init() {
   started_ = true;
   for (auto& ep : entries_) {
     Entry* e = ep.get();
-    e->actor->mailbox().set_notify(e->thread.wake == Wake::futex ? detail::Notify::futex
-                                                                  : detail::Notify::none);
     Runtime::set_idle_yields(*e->actor, e->thread.yield_limit);
     e->th = std::thread([this, e] {
       e->report = apply_thread_config(e->thread, std::string(e->actor->name()));
